@@ -1,0 +1,67 @@
+internal import CBLAS
+
+/// The element types the kernels run on: `Float` and `Double`.
+///
+/// The requirements wrap the BLAS routines the kernels use, always in row-major
+/// order. They are implementation details (underscored); call the kernels instead.
+public protocol KernelScalar: BinaryFloatingPoint, Sendable {
+  /// `C = alpha * op(A) * op(B) + beta * C`, row-major; `op(M)` is `M` or `Mᵀ`.
+  static func _gemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Self, a: UnsafePointer<Self>, lda: Int,
+    b: UnsafePointer<Self>, ldb: Int,
+    beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+  /// Upper triangle of `C = alpha * op(A)ᵀ op(A) + beta * C` (n × n), row-major,
+  /// where `op(A)` is the k × n matrix `A` (trans = true) or `Aᵀ` (trans = false).
+  static func _syrkUpper(
+    trans: Bool, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+    beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+}
+
+@inline(__always)
+private func cblasTrans(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
+
+extension Double: KernelScalar {
+  public static func _gemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Double, a: UnsafePointer<Double>, lda: Int,
+    b: UnsafePointer<Double>, ldb: Int,
+    beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+  ) {
+    cblas_dgemm(
+      CblasRowMajor, cblasTrans(transA), cblasTrans(transB), blasint(m), blasint(n), blasint(k),
+      alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+  }
+
+  public static func _syrkUpper(
+    trans: Bool, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+    beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+  ) {
+    cblas_dsyrk(
+      CblasRowMajor, CblasUpper, cblasTrans(trans), blasint(n), blasint(k),
+      alpha, a, blasint(lda), beta, c, blasint(ldc))
+  }
+}
+
+extension Float: KernelScalar {
+  public static func _gemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+    alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    cblas_sgemm(
+      CblasRowMajor, cblasTrans(transA), cblasTrans(transB), blasint(m), blasint(n), blasint(k),
+      alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+  }
+
+  public static func _syrkUpper(
+    trans: Bool, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    cblas_ssyrk(
+      CblasRowMajor, CblasUpper, cblasTrans(trans), blasint(n), blasint(k),
+      alpha, a, blasint(lda), beta, c, blasint(ldc))
+  }
+}

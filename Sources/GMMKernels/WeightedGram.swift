@@ -1,0 +1,130 @@
+// weighted_gram: G = Σ_i w_i (x_i − c)(x_i − c)ᵀ.
+//
+// A symmetric rank-k update: per row block, SYRK on the packed rows √w_i (x_i − c) gives
+// the upper triangle for n·d² flops (GEMM would spend 2·n·d²). Rows with w_i < 0 are
+// packed apart as √|w_i| (x_i − c) and added with alpha = −1; rows with w_i = 0 are never
+// copied nor multiplied. With no weights and no center, BLAS reads X in place.
+//
+// Each worker keeps its own d × d accumulator in Double and they are summed at the end;
+// float32 blocks are computed by SSYRK and added into the Double accumulator per block.
+
+/// Rows per block, measured on the development machine: taller blocks amortise the d × d
+/// accumulator's traffic per SYRK call.
+let weightedGramBlockRows = 2048
+
+/// Writes `out = Σ_i w_i (x_i − c)(x_i − c)ᵀ` (both triangles) for `x` (n × d).
+///
+/// - Parameters:
+///   - x: n × d data, any strides.
+///   - weights: n weights of any sign; `nil` means all ones. NaN weights propagate.
+///   - center: d values subtracted from every row; `nil` for zero.
+///   - out: d × d; must not overlap the inputs.
+/// - Throws: `KernelError.invalidArgument`, `.outOfMemory`, `.cancelled`.
+@_specialize(exported: true, where T == Float)
+@_specialize(exported: true, where T == Double)
+public func weightedGram<T: KernelScalar>(
+  _ x: StridedMatrix<T>, weights: StridedVector<T>? = nil, center: StridedVector<T>? = nil,
+  out: StridedMatrix<T>, options: KernelOptions = KernelOptions()
+) throws(KernelError) {
+  let n = x.rows
+  let d = x.cols
+  if let w = weights, w.count != n {
+    throw .invalidArgument("w must have \(n) elements for X of shape (\(n), \(d)), got \(w.count)")
+  }
+  if let c = center, c.count != d {
+    throw .invalidArgument("center must have \(d) elements for X of shape (\(n), \(d)), got \(c.count)")
+  }
+  guard out.rows == d && out.cols == d else {
+    throw .invalidArgument("out must be (\(d), \(d)) for X of shape (\(n), \(d)), got (\(out.rows), \(out.cols))")
+  }
+  if d == 0 { return }
+
+  let e = MemoryLayout<T>.stride
+  let inPlace = weights == nil && center == nil && x.blasOperand != nil
+  // Float blocks need a Float product beside the Double accumulator.
+  let blockProduct = T.self == Double.self ? 0 : d * d * e
+  let needs = WorkspaceNeeds(
+    shared: center != nil ? d * e : 0,
+    perWorker: d * d * MemoryLayout<Double>.stride + blockProduct,
+    perRow: inPlace ? 0 : d * e,
+    preferredBlockRows: weightedGramBlockRows)
+  let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
+
+  let c = try packVector(center)
+  let b = plan.blockRows
+  var sums: [Accumulator] = []
+  var products: [Workspace<T>] = []
+  var packed: [Workspace<T>] = []
+  for _ in 0..<plan.workers {
+    let acc = try Accumulator(count: d * d)
+    acc.zero()
+    sums.append(acc)
+    if blockProduct > 0 { products.append(try Workspace<T>(count: d * d)) }
+    if !inPlace { packed.append(try Workspace<T>(count: b * d)) }
+  }
+
+  try plan.run(rows: n, options: options) { w, rows in
+    // For Double the accumulator is the SYRK output itself (beta = 1).
+    let g: UnsafeMutablePointer<T> =
+      blockProduct > 0
+      ? products[w].pointer
+      : UnsafeMutableRawPointer(sums[w].pointer).assumingMemoryBound(to: T.self)
+    let beta: T = blockProduct > 0 ? 0 : 1
+    var written = false
+    if inPlace {
+      let a = x.rows(rows).blasOperand!
+      T._syrkUpper(
+        trans: a.rowMajor, n: d, k: rows.count, alpha: 1, a: a.pointer, lda: a.ld,
+        beta: beta, c: g, ldc: d)
+      written = true
+    } else {
+      // Positive (and NaN) weights fill the buffer from the top, negative ones from the bottom.
+      let z = packed[w].pointer
+      let m = rows.count
+      var top = 0
+      var bottom = m
+      let cp = c.map { UnsafePointer($0.pointer) }
+      for i in rows {
+        let wi: T = weights?[i] ?? 1
+        if wi == 0 { continue }
+        if wi < 0 {
+          bottom -= 1
+          packRow(x.row(i), into: z + bottom * d, center: cp, scale: (-wi).squareRoot())
+        } else {
+          packRow(x.row(i), into: z + top * d, center: cp, scale: wi.squareRoot())
+          top += 1
+        }
+      }
+      if top > 0 {
+        T._syrkUpper(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: beta, c: g, ldc: d)
+        written = true
+      }
+      if bottom < m {
+        T._syrkUpper(
+          trans: true, n: d, k: m - bottom, alpha: -1, a: z + bottom * d, lda: d,
+          beta: written ? 1 : beta, c: g, ldc: d)
+        written = true
+      }
+    }
+    if blockProduct > 0 && written {
+      let acc = sums[w].pointer
+      for i in 0..<d {
+        for j in i..<d { acc[i * d + j] += Double(g[i * d + j]) }
+      }
+    }
+  }
+
+  let total = sums[0].pointer
+  for other in sums.dropFirst() {
+    for i in 0..<d {
+      for j in i..<d { total[i * d + j] += other.pointer[i * d + j] }
+    }
+  }
+  for i in 0..<d {
+    for j in i..<d {
+      let v = T(total[i * d + j])
+      out[i, j] = v
+      out[j, i] = v
+    }
+  }
+}

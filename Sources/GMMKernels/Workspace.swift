@@ -1,0 +1,27 @@
+internal import Glibc
+
+/// A 64-byte aligned buffer of `T`, freed when the workspace is released.
+///
+/// Allocation failure is reported, never trapped on: a kernel must return an error
+/// status across the C boundary, not abort the interpreter that called it.
+final class Workspace<T: KernelScalar> {
+  let pointer: UnsafeMutablePointer<T>
+  let count: Int
+
+  init(count: Int) throws(KernelError) {
+    let bytes = max(count, 1) * MemoryLayout<T>.stride
+    var raw: UnsafeMutableRawPointer?
+    guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+      throw .outOfMemory("could not allocate \(bytes) bytes of workspace")
+    }
+    pointer = raw.bindMemory(to: T.self, capacity: max(count, 1))
+    self.count = count
+  }
+
+  deinit { free(pointer) }
+
+  func zero() { pointer.update(repeating: 0, count: count) }
+}
+
+/// A workspace of `Double` accumulators.
+typealias Accumulator = Workspace<Double>

@@ -1,0 +1,103 @@
+/*
+ * gmmkernels.h — the C contract of libgmmkernels.
+ *
+ * Blocked, multithreaded, memory-bounded kernels for the linear algebra of
+ * Gaussian-mixture EM. Every array crosses this boundary as a gmk_array: a base
+ * pointer, a dtype code, a shape and strides in BYTES (numpy's convention, so any
+ * sign, Fortran order, every-other-row views and unaligned memmap offsets are all
+ * described exactly). Nothing is copied unless a kernel must pack a block.
+ *
+ * Every function returns a gmk_status. On failure, gmk_last_error() returns a
+ * message for the calling thread. No input makes a function abort the process or
+ * write outside its `out` array.
+ */
+#ifndef GMMKERNELS_H
+#define GMMKERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a struct layout or a function signature below changes. */
+#define GMK_ABI_VERSION 1
+
+typedef enum gmk_dtype {
+    GMK_FLOAT32 = 1,
+    GMK_FLOAT64 = 2
+} gmk_dtype;
+
+typedef enum gmk_status {
+    GMK_OK = 0,
+    GMK_ERR_VALUE = 1,      /* shapes, strides, null pointers, sizes, overlap   */
+    GMK_ERR_TYPE = 2,       /* unknown or mismatched dtype codes                */
+    GMK_ERR_MEMORY = 3,     /* workspace could not be allocated                 */
+    GMK_ERR_CANCELLED = 4,  /* *options.cancel became non-zero                  */
+    GMK_ERR_INTERNAL = 5    /* a bug: please report with the message            */
+} gmk_status;
+
+#define GMK_MAX_NDIM 3
+
+/* A strided view of float32 or float64 elements. Element (i, j, k) is at
+ * (char *)data + i * strides[0] + j * strides[1] + k * strides[2].
+ * Entries of shape and strides beyond ndim are ignored. */
+typedef struct gmk_array {
+    void *data;
+    int32_t dtype;                 /* a gmk_dtype */
+    int32_t ndim;                  /* 0 ... GMK_MAX_NDIM */
+    int64_t shape[GMK_MAX_NDIM];
+    int64_t strides[GMK_MAX_NDIM]; /* in bytes, any sign */
+} gmk_array;
+
+/* Per-call options. A NULL options pointer means all defaults. */
+typedef struct gmk_options {
+    int32_t threads;               /* <= 0: every CPU this process may use        */
+    int32_t reserved;              /* must be 0                                   */
+    int64_t memory_limit;          /* bytes of workspace; <= 0: 64 MiB            */
+    const volatile int32_t *cancel;/* optional: non-zero stops the call between
+                                      row blocks with GMK_ERR_CANCELLED          */
+    volatile int64_t *rows_done;   /* optional: rows finished so far, updated
+                                      atomically as blocks complete              */
+} gmk_options;
+
+#define GMK_DEFAULT_MEMORY_LIMIT (64LL << 20)
+
+/* The ABI version the library was built with; must equal GMK_ABI_VERSION. */
+int32_t gmk_abi_version(void);
+
+/* The library version, e.g. "0.1.0". Static storage. */
+const char *gmk_version(void);
+
+/* The message of the last failed call on this thread ("" if none). Valid until
+ * the next call into the library on this thread. */
+const char *gmk_last_error(void);
+
+/* The number of threads threads <= 0 stands for. */
+int32_t gmk_default_threads(void);
+
+/* out[i] = (x_i - c)^T Q (x_i - c) for the rows x_i of X.
+ *   x:      (n, d)
+ *   q:      (d, d); only its symmetric part (Q + Q^T) / 2 matters
+ *   center: (d,) or NULL for c = 0
+ *   out:    (n,)
+ * All arrays share x's dtype. Sums are accumulated in float64. */
+int32_t gmk_quadform(const gmk_array *x, const gmk_array *q,
+                     const gmk_array *center, const gmk_array *out,
+                     const gmk_options *options);
+
+/* out = sum_i w_i (x_i - c)(x_i - c)^T, written in full (both triangles).
+ *   x:      (n, d)
+ *   w:      (n,) or NULL for all ones; rows with w_i == 0 are skipped
+ *   center: (d,) or NULL for c = 0
+ *   out:    (d, d)
+ * All arrays share x's dtype. Sums are accumulated in float64. */
+int32_t gmk_weighted_gram(const gmk_array *x, const gmk_array *w,
+                          const gmk_array *center, const gmk_array *out,
+                          const gmk_options *options);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GMMKERNELS_H */

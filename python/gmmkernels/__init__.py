@@ -1,0 +1,11 @@
+"""gmmkernels: the heavy linear algebra of Gaussian-mixture EM on data larger than RAM.
+
+Blocked, multithreaded, memory-bounded kernels (written in Swift, on OpenBLAS) called on
+numpy arrays and memmaps without copying them.
+"""
+from ._kernels import quadform, weighted_gram
+from ._library import default_threads, library_path, library_version
+
+__version__ = "0.1.0"
+
+__all__ = ["quadform", "weighted_gram", "default_threads", "library_path", "library_version", "__version__"]

@@ -1,0 +1,92 @@
+"""Argument checks shared by every function: dtypes, shapes, out=, threads, memory_limit.
+
+X is never copied: a float32/float64 array of any strides (a memmap too) goes to the
+kernels as it is. Small operands are converted to X's dtype, as numpy would cast them.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _shape(a):
+    return "(%s)" % ", ".join(str(s) for s in a.shape) if a.ndim != 1 else "(%d,)" % a.shape[0]
+
+
+def data_matrix(X, name="X"):
+    """X as a 2-D float32/float64 ndarray, without copying it."""
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.dtype not in FLOAT_DTYPES:
+        if X.dtype.kind == "f" and X.dtype.itemsize in (4, 8):
+            raise TypeError(
+                "%s must be in native byte order, got dtype %s; use %s.astype(%s.dtype.newbyteorder('='))"
+                % (name, X.dtype.str, name, name)
+            )
+        raise TypeError(
+            "%s must have dtype float32 or float64, got %s; convert it with %s.astype(np.float64)"
+            % (name, X.dtype, name)
+        )
+    if X.ndim != 2:
+        raise ValueError("%s must be 2-D (n_samples, n_features), got shape %s" % (name, _shape(X)))
+    return X
+
+
+def operand(a, dtype, name, shape):
+    """A small operand converted to `dtype` with the exact `shape` (None entries match any)."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError("%s must be real numbers, got dtype %s" % (name, arr.dtype))
+    if arr.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, arr.shape)):
+        want = "(%s)" % ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "")
+        want = want.replace(",)", ",)") if len(shape) == 1 else want
+        raise ValueError("%s must have shape %s, got %s" % (name, want, _shape(arr)))
+    if arr.dtype != dtype or not arr.dtype.isnative:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def output(out, shape, dtype, inputs):
+    """`out` checked (writable, shape, dtype, no overlap with `inputs`) or a new array."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError("out must be a numpy array, got %s" % type(out).__name__)
+    if out.shape != tuple(shape):
+        raise ValueError(
+            "out must have shape %s, got %s" % (_shape(np.empty(shape, dtype=np.int8)), _shape(out))
+        )
+    if out.dtype != dtype:
+        raise TypeError("out must have dtype %s (the dtype of X), got %s" % (dtype, out.dtype))
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    for name, a in inputs.items():
+        if a is not None and _overlaps(out, a):
+            raise ValueError("out must not overlap %s" % name)
+    return out
+
+
+def _overlaps(a, b):
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=1 << 20)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def threads_arg(threads):
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise ValueError("threads must be a positive integer or None, got %r" % (threads,))
+    return int(threads)
+
+
+def memory_limit_arg(memory_limit):
+    if memory_limit is None:
+        return 0
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, numbers.Integral) or memory_limit < 1:
+        raise ValueError("memory_limit must be a positive number of bytes or None, got %r" % (memory_limit,))
+    return int(memory_limit)
