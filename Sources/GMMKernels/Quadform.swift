@@ -1,17 +1,22 @@
 // quadform: q_i = (x_i − c)ᵀ Q (x_i − c) for every row of X.
 //
-// Only the symmetric part S = (Q + Qᵀ)/2 matters, and xᵀSx needs only one triangle:
-// split the columns into panels J; then
-//     xᵀSx = Σ_J x_Jᵀ (S_JJ x_J + 2 Σ_{I<J} S_IJ x_I),
-// so each row block takes, per panel, one GEMM with the panel's diagonal block and one
-// with the blocks above it (alpha = 2): n·d²·(1 + p/d) flops instead of GEMM's 2·n·d².
-// The panel products Y_J (rows × p) stay small and are reduced into q right away.
+// Only the symmetric part S = (Q + Qᵀ)/2 matters, and xᵀSx needs only one triangle.
+// With Y = X U for the upper-triangular U = triu(S) + triu(S, 1) (off-diagonal entries
+// doubled), xᵀSx = Σ_j y_j x_j. U is never formed: split the columns into panels I of
+// width p; per row block, panel I adds 2·X[:, I] S[I, I+1:] to Y[:, I+1:] in one GEMM
+// (alpha = 2, inner dimension p) and its diagonal block S_II by the same split,
+// recursively, down to leaves of width `leaf` done as full GEMMs. The only flops spent
+// beyond the triangle are the leaves' lower halves: n·d²·(1 + leaf/d) in all, against
+// GEMM's 2·n·d². Once panel I is done, Y[:, I] is final and still in cache, so it is
+// reduced into q right away.
 
-/// Column panel width for the triangle: narrower wastes fewer flops on the diagonal
-/// blocks (d·p per row), wider keeps GEMM efficient.
-let quadformPanelWidth = 128
-/// Rows per block, measured on the development machine (see `python -m gmmkernels.bench`).
-let quadformBlockRows = 512
+/// Top panel width: the inner dimension of the big GEMMs (deep enough for full speed).
+let quadformPanelWidth = tuning("GMK_QF_P", 256)
+/// Leaf width of the diagonal blocks: narrower wastes fewer flops, wider is a better GEMM.
+let quadformLeafWidth = tuning("GMK_QF_L", 64)
+/// Rows per block, measured on the development machine (see `python -m gmmkernels.bench`):
+/// taller blocks amortise OpenBLAS's packing of S's panels over more rows.
+let quadformBlockRows = tuning("GMK_QF_B", 512)
 
 /// Writes `out[i] = (x_i − c)ᵀ Q (x_i − c)` for the n rows `x_i` of `x` (n × d).
 ///
@@ -51,11 +56,9 @@ public func quadform<T: KernelScalar>(
   let e = MemoryLayout<T>.stride
   let symmetricInPlace = q.blasOperand != nil && isSymmetric(q)
   let pack = center != nil || x.blasOperand == nil
-  let panels = (d + quadformPanelWidth - 1) / quadformPanelWidth
-  let p = (d + panels - 1) / panels
   let needs = WorkspaceNeeds(
     shared: (symmetricInPlace ? 0 : d * d * e) + (center != nil ? d * e : 0),
-    perRow: (pack ? d * e : 0) + p * e + MemoryLayout<Double>.stride,
+    perRow: (pack ? d * e : 0) + d * e + MemoryLayout<Double>.stride,
     preferredBlockRows: quadformBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 
@@ -64,11 +67,11 @@ public func quadform<T: KernelScalar>(
   let c = try packVector(center)
   let b = plan.blockRows
   var packed: [Workspace<T>] = []
-  var panel: [Workspace<T>] = []
+  var products: [Workspace<T>] = []
   var sums: [Accumulator] = []
   for _ in 0..<plan.workers {
     if pack { packed.append(try Workspace<T>(count: b * d)) }
-    panel.append(try Workspace<T>(count: b * p))
+    products.append(try Workspace<T>(count: b * d))
     sums.append(try Accumulator(count: b))
   }
 
@@ -81,41 +84,70 @@ public func quadform<T: KernelScalar>(
     } else {
       a = x.rows(rows).blasOperand!
     }
-    let y = panel[w].pointer
+    let product = TriangleProduct(a: a, s: s, y: products[w].pointer, rows: m, cols: d)
     let acc = sums[w].pointer
     acc.update(repeating: 0, count: m)
-    var j0 = 0
-    while j0 < d {
-      let width = min(p, d - j0)
-      // Y = A[:, J] S[J, J]
-      T._gemm(
-        transA: !a.rowMajor, transB: !s.rowMajor, m: m, n: width, k: width,
-        alpha: 1, a: a.offset(row: 0, col: j0), lda: a.ld,
-        b: s.offset(row: j0, col: j0), ldb: s.ld, beta: 0, c: y, ldc: width)
-      if j0 > 0 {
-        // Y += 2 A[:, :J] S[:J, J]: the blocks above the diagonal stand for both triangles.
-        T._gemm(
-          transA: !a.rowMajor, transB: !s.rowMajor, m: m, n: width, k: j0,
-          alpha: 2, a: a.offset(row: 0, col: 0), lda: a.ld,
-          b: s.offset(row: 0, col: j0), ldb: s.ld, beta: 1, c: y, ldc: width)
-      }
-      accumulateRowDots(y, width: width, a, rows: m, col: j0, into: acc)
-      j0 += width
+    var i0 = 0
+    while i0 < d {
+      let i1 = min(i0 + quadformPanelWidth, d)
+      product.addRight(of: i0..<i1, fresh: i0 == 0)
+      product.addDiagonal(i0..<i1, fresh: i0 == 0)
+      accumulateRowDots(product.y + i0, ldy: d, a, rows: m, cols: i0..<i1, into: acc)
+      i0 = i1
     }
     for i in 0..<m { out[rows.lowerBound + i] = T(acc[i]) }
   }
 }
 
-/// acc[i] += Σ_j y[i, j] · a[i, col + j] in Double, for y row-major (m × width).
+/// Y = A·U for one row block, built panel by panel (see the top of this file).
+struct TriangleProduct<T: KernelScalar> {
+  var a: BLASOperand<T>
+  var s: BLASOperand<T>
+  var y: UnsafeMutablePointer<T>
+  var rows: Int
+  var cols: Int
+
+  /// Y[:, J] (+)= 2 A[:, J'] S[J', J] for the columns J right of `panel` (J' = panel).
+  /// `fresh`: Y[:, J] holds nothing yet (beta = 0).
+  func addRight(of panel: Range<Int>, upTo end: Int? = nil, fresh: Bool) {
+    let j1 = end ?? cols
+    guard panel.upperBound < j1 else { return }
+    T._gemm(
+      transA: !a.rowMajor, transB: !s.rowMajor, m: rows, n: j1 - panel.upperBound, k: panel.count,
+      alpha: 2, a: a.offset(row: 0, col: panel.lowerBound), lda: a.ld,
+      b: s.offset(row: panel.lowerBound, col: panel.upperBound), ldb: s.ld,
+      beta: fresh ? 0 : 1, c: y + panel.upperBound, ldc: cols)
+  }
+
+  /// Y[:, I] (+)= A[:, I] U_II for the diagonal block I, split in halves down to leaves.
+  func addDiagonal(_ block: Range<Int>, fresh: Bool) {
+    if block.count <= quadformLeafWidth {
+      T._gemm(
+        transA: !a.rowMajor, transB: !s.rowMajor, m: rows, n: block.count, k: block.count,
+        alpha: 1, a: a.offset(row: 0, col: block.lowerBound), lda: a.ld,
+        b: s.offset(row: block.lowerBound, col: block.lowerBound), ldb: s.ld,
+        beta: fresh ? 0 : 1, c: y + block.lowerBound, ldc: cols)
+      return
+    }
+    let mid = block.lowerBound + block.count / 2
+    addDiagonal(block.lowerBound..<mid, fresh: fresh)
+    addRight(of: block.lowerBound..<mid, upTo: block.upperBound, fresh: fresh)
+    addDiagonal(mid..<block.upperBound, fresh: false)
+  }
+}
+
+/// acc[i] += Σ_{j ∈ cols} y[i, j] · a[i, j] in Double; `y` points at column
+/// `cols.lowerBound` of a row-major matrix with leading dimension `ldy`.
 @inline(__always)
 func accumulateRowDots<T: KernelScalar>(
-  _ y: UnsafeMutablePointer<T>, width: Int, _ a: BLASOperand<T>, rows m: Int, col: Int,
+  _ y: UnsafeMutablePointer<T>, ldy: Int, _ a: BLASOperand<T>, rows m: Int, cols: Range<Int>,
   into acc: UnsafeMutablePointer<Double>
 ) {
+  let width = cols.count
   if a.rowMajor {
     for i in 0..<m {
-      let yi = y + i * width
-      let ai = a.pointer + (i * a.ld + col)
+      let yi = y + i * ldy
+      let ai = a.pointer + (i * a.ld + cols.lowerBound)
       var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
       var j = 0
       while j + 4 <= width {
@@ -133,8 +165,8 @@ func accumulateRowDots<T: KernelScalar>(
     }
   } else {
     for j in 0..<width {
-      let aj = a.pointer + ((col + j) * a.ld)
-      for i in 0..<m { acc[i] += Double(y[i * width + j]) * Double(aj[i]) }
+      let aj = a.pointer + ((cols.lowerBound + j) * a.ld)
+      for i in 0..<m { acc[i] += Double(y[i * ldy + j]) * Double(aj[i]) }
     }
   }
 }

@@ -10,7 +10,7 @@
 
 /// Rows per block, measured on the development machine: taller blocks amortise the d × d
 /// accumulator's traffic per SYRK call.
-let weightedGramBlockRows = 2048
+let weightedGramBlockRows = tuning("GMK_WG_B", 2048)
 
 /// Writes `out = Σ_i w_i (x_i − c)(x_i − c)ᵀ` (both triangles) for `x` (n × d).
 ///
