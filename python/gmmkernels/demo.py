@@ -1,0 +1,200 @@
+"""Demo: the E-step and M-step products on a memmap'd X at the scale where numpy hits a wall.
+
+    python -m gmmkernels.demo [--n 1000000] [--d 900] [--dtype float64] [--dir DIR] [--keep] [--cold]
+
+Writes X of shape (n, d) to a file (default 1,000,000 × 900 float64 = 7.2 GB), makes a
+random SPD Q and weights w with 30% zeros, and runs side by side:
+
+- E-step  q_i = x_iᵀ Q x_i:      gmmkernels.quadform(X, Q)  and the hand-blocked numpy
+  code (1 GiB row blocks: ``np.dot(b, Q, out=buf)``, then ``np.sum(buf * b, axis=1)``);
+- M-step  G = Σ_i w_i x_i x_iᵀ:  gmmkernels.weighted_gram(X, w)  and the hand-blocked
+  numpy code (per block: ``nz = w != 0; acc += (b[nz] * w[nz, None]).T.dot(b[nz])``).
+
+It prints time and peak extra memory of each, checks that the results agree, and removes
+the file unless --keep is given (a kept file of the same shape is reused next time).
+The naive one-liners are not run here: at this size their temporaries alone are as large
+as X or twice as large (see ``python -m gmmkernels.bench`` for them at smaller n).
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import gmmkernels
+
+from . import _datafiles, baselines
+from ._datafiles import format_bytes
+from ._measure import timed
+
+#: Disk kept free beside X.
+DISK_MARGIN = 256 << 20
+
+
+def _tqdm_available():
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _write_progress(n, show):
+    """A callback for make_data_file: a tqdm bar on a terminal, nothing otherwise."""
+    if not show:
+        return None, lambda: None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, desc="writing X", unit="rows", unit_scale=True)
+    return (lambda done: bar.update(done - bar.n)), bar.close
+
+
+def _data_file(args, dtype):
+    """The path of X's file, made (or reused, when kept from an earlier run) at args' shape."""
+    n, d = args.n, args.d
+    size = _datafiles.nbytes((n, d), dtype)
+    path = os.path.join(args.dir, "gmmkernels-demo-X-%dx%d-%s.dat" % (n, d, dtype.name))
+    if os.path.isfile(path) and os.path.getsize(path) == size:
+        print("reusing %s (%s)" % (path, format_bytes(size)))
+        return path
+    free = _datafiles.free_bytes(args.dir)
+    if size + DISK_MARGIN > free:
+        print("Not enough disk space for X in %s: X needs %s (plus %s to spare), only %s is free.\n"
+              "Choose a directory on a larger disk with --dir, or a smaller X, e.g. --n %d."
+              % (args.dir, format_bytes(size), format_bytes(DISK_MARGIN), format_bytes(free),
+                 max(1000, int((free - DISK_MARGIN) // (d * dtype.itemsize) // 1000 * 1000))),
+              file=sys.stderr)
+        raise SystemExit(2)
+    print("writing X to %s (%s, %s free on that disk) ..." % (path, format_bytes(size), format_bytes(free)))
+    update, close = _write_progress(n, args.progress)
+    t0 = time.perf_counter()
+    try:
+        _datafiles.make_data_file(path, (n, d), dtype, seed=0, progress=update)
+    except BaseException:
+        close()
+        if os.path.exists(path):
+            os.remove(path)
+        raise
+    close()
+    seconds = time.perf_counter() - t0
+    print("  written in %.1f s (%.0f MB/s)" % (seconds, size / seconds / 1e6))
+    return path
+
+
+def _open(path, n, d, dtype, cold):
+    """A read-only memmap of X; with `cold`, the file's pages are dropped from the cache first."""
+    if cold:
+        _datafiles.evict(path)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n, d))
+
+
+def _run(label, fn, X, path, args, dtype, operand, **kwargs):
+    if args.cold:
+        # A fresh memmap per call: pages still mapped by an old one could not be evicted.
+        X = _open(path, args.n, args.d, dtype, cold=True)
+    print("  %s ..." % label, flush=True)
+    return timed(fn, X, operand, repeat=1, **kwargs)
+
+
+def max_rel_diff(a, ref):
+    """max |a − ref| / max |ref|."""
+    a = np.asarray(a, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    diff = float(np.max(np.abs(a - ref))) if ref.size else 0.0
+    return diff / scale if scale > 0 else diff
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    dtype = np.dtype(args.dtype)
+    n, d = args.n, args.d
+    args.progress = _tqdm_available() and sys.stdout.isatty()
+    size = _datafiles.nbytes((n, d), dtype)
+    flops = float(n) * d * d
+
+    print("gmmkernels %s, %d threads; %d CPUs; numpy %s"
+          % (gmmkernels.library_version, gmmkernels.default_threads(), os.cpu_count() or 0, np.__version__))
+    print("X: %s x %s %s memmap, %s" % (f"{n:,}", f"{d:,}", dtype.name, format_bytes(size)))
+    path = _data_file(args, dtype)
+    try:
+        Q, w = _datafiles.random_operands(d, n, dtype, zero_fraction=0.3)
+        X = None
+        if args.cold:
+            print("cold: X's pages are dropped from the page cache before each call, so each reads the disk")
+        else:
+            read, seconds = _datafiles.warm(path)
+            X = _open(path, n, d, dtype, cold=False)
+            seconds += _datafiles.map_pages(X)
+            print("read X once into the page cache and mapped it (%s in %.1f s): the calls below compare compute"
+                  % (format_bytes(read), seconds))
+        print("Q: random SPD (%d, %d); w: %d weights, 30%% of them zero" % (d, d, n))
+        print()
+        progress = {"progress": True} if args.progress else {}
+        runs = [
+            ("E-step", "quadform", "gmmkernels.quadform", gmmkernels.quadform, Q, progress),
+            ("E-step", "quadform", "blocked numpy", baselines.blocked_quadform, Q, {}),
+            ("M-step", "weighted_gram", "gmmkernels.weighted_gram", gmmkernels.weighted_gram, w, progress),
+            ("M-step", "weighted_gram", "blocked numpy", baselines.blocked_weighted_gram, w, {}),
+        ]
+        rows, results = [], {}
+        print("running (one call each):")
+        for step, kernel, method, fn, operand, kwargs in runs:
+            seconds, peak, result = _run(method, fn, X, path, args, dtype, operand, **kwargs)
+            results[kernel, method] = result
+            rows.append((step, kernel, method, seconds, peak))
+        print()
+        print_table(rows, flops)
+        print()
+        print("results agree (max |difference| / max |gmmkernels result|):")
+        for kernel, ours in (("quadform", "gmmkernels.quadform"), ("weighted_gram", "gmmkernels.weighted_gram")):
+            diff = max_rel_diff(results[kernel, "blocked numpy"], results[kernel, ours])
+            tol = 1e-3 if dtype == np.float32 else 1e-10
+            print("  %-14s %.1e  %s" % (kernel, diff, "ok" if diff <= tol else "MISMATCH (tolerance %.0e)" % tol))
+        itemsize = dtype.itemsize
+        print()
+        print("not run: the naive one-liners would allocate %s (np.sum(X.dot(Q) * X, axis=1)) and %s "
+              "((X.T * W).dot(X)) of temporaries" % (format_bytes(2 * n * d * itemsize), format_bytes(n * d * itemsize)))
+    finally:
+        if args.keep:
+            print("kept %s" % path)
+        elif os.path.exists(path):
+            os.remove(path)
+            print("removed %s" % path)
+
+
+def print_table(rows, flops):
+    blocked = {kernel: s for _, kernel, method, s, _ in rows if method == "blocked numpy"}
+    fmt = "%-7s %-26s %9s %10s %12s %9s"
+    print(fmt % ("step", "method", "seconds", "GFLOP/s*", "peak extra", "speedup"))
+    for step, kernel, method, seconds, peak in rows:
+        print(fmt % (step, method, ("%.3f" if seconds < 10 else "%.1f") % seconds, "%.1f" % (flops / seconds / 1e9), format_bytes(peak),
+                     "%.1fx" % (blocked[kernel] / seconds)))
+    print("* n*d^2 flops (what either product needs at best) per second; speedup over the "
+          "hand-blocked numpy code; peak extra = anonymous memory beyond X's file pages, result included")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m gmmkernels.demo",
+        description="gmmkernels.quadform and weighted_gram beside hand-blocked numpy on a memmap'd X.")
+    p.add_argument("--n", type=int, default=1_000_000, help="rows of X (default 1000000)")
+    p.add_argument("--d", type=int, default=900, help="columns of X (default 900)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of X (default float64)")
+    p.add_argument("--dir", default=tempfile.gettempdir(),
+                   help="directory for X's file (default %s)" % tempfile.gettempdir())
+    p.add_argument("--keep", action="store_true", help="keep X's file (and reuse it next time)")
+    p.add_argument("--cold", action="store_true",
+                   help="drop X from the page cache before each call, so the disk is read each time")
+    args = p.parse_args(argv)
+    if args.n < 1 or args.d < 1:
+        p.error("--n and --d must be positive")
+    if not os.path.isdir(args.dir):
+        p.error("--dir %s is not a directory" % args.dir)
+    return args
+
+
+if __name__ == "__main__":
+    main()
