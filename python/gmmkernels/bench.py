@@ -152,8 +152,8 @@ def run(args):
 
     print("gmmkernels %s (%s), %d threads, default memory_limit 64 MiB"
           % (gmmkernels.library_version, gmmkernels.library_path, gmmkernels.default_threads()))
-    print("machine: %s, %d CPUs, %s RAM; numpy %s; dask %s"
-          % (platform.machine(), os.cpu_count() or 0, format_bytes(ram), np.__version__,
+    print("machine: %s, %d CPUs, %s RAM, load average %s at start; numpy %s; dask %s"
+          % (platform.machine(), os.cpu_count() or 0, format_bytes(ram), _load_average(), np.__version__,
              _dask_version() if dask_ok else "not installed"))
     print("GEMM ceiling measured with numpy's own BLAS (%s), np.dot of %d x %d matrices; "
           "gmmkernels calls the system OpenBLAS" % (numpy_blas_name(), args.gemm_size, args.gemm_size))
@@ -173,13 +173,14 @@ def run(args):
 
     if len(ns) > 1:
         print_scaling(records, dtypes, args.kernels)
+    print("load average at the end: %s (other processes on the machine slow every method)" % _load_average())
 
     result = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "args": vars(args),
         "machine": {"cpus": os.cpu_count(), "ram_bytes": ram, "platform": platform.platform(),
                     "python": sys.version.split()[0], "numpy": np.__version__,
-                    "numpy_blas": numpy_blas_name()},
+                    "numpy_blas": numpy_blas_name(), "load_average_at_end": _load_average()},
         "gmmkernels": {"version": gmmkernels.library_version, "library": str(gmmkernels.library_path),
                        "threads": gmmkernels.default_threads()},
         "gemm": {"matrix_size": args.gemm_size, "blas": "numpy's own (%s)" % numpy_blas_name(),
@@ -352,6 +353,13 @@ def plot(records, path, kernels):
 
 def fmt_seconds(s):
     return "%.3f s" % s if s < 100 else "%.0f s" % s
+
+
+def _load_average():
+    try:
+        return "%.1f" % os.getloadavg()[0]
+    except OSError:
+        return "unknown"
 
 
 def _dask_version():
