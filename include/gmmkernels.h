@@ -96,6 +96,46 @@ int32_t gmk_weighted_gram(const gmk_array *x, const gmk_array *w,
                           const gmk_array *center, const gmk_array *out,
                           const gmk_options *options);
 
+/* out[i, k] = (x_i - c_k)^T Q_k (x_i - c_k); X is read once for all K.
+ *   x:       (n, d)
+ *   qs:      (K, d, d); only the symmetric part of each Q_k matters
+ *   centers: (K, d) or NULL for zeros
+ *   out:     (n, K) */
+int32_t gmk_quadform_many(const gmk_array *x, const gmk_array *qs,
+                          const gmk_array *centers, const gmk_array *out,
+                          const gmk_options *options);
+
+/* out[k] = sum_i r[i, k] (x_i - c_k)(x_i - c_k)^T, written in full; X is read once.
+ *   x:       (n, d)
+ *   r:       (n, K) weights of any sign; zeros are skipped
+ *   centers: (K, d) or NULL for zeros
+ *   out:     (K, d, d) */
+int32_t gmk_weighted_gram_many(const gmk_array *x, const gmk_array *r,
+                               const gmk_array *centers, const gmk_array *out,
+                               const gmk_options *options);
+
+/* out = R^T X.
+ *   x:   (n, d)
+ *   r:   (n, K)
+ *   out: (K, d) */
+int32_t gmk_weighted_sum(const gmk_array *x, const gmk_array *r,
+                         const gmk_array *out, const gmk_options *options);
+
+/* out = A B, by row blocks of A and out (either may be a file mapping larger than RAM).
+ *   a:   (n, k)
+ *   b:   (k, m)
+ *   out: (n, m) */
+int32_t gmk_matmul(const gmk_array *a, const gmk_array *b,
+                   const gmk_array *out, const gmk_options *options);
+
+/* out[i, j] = y[i] * x[j], written by parallel row blocks.
+ *   y:   (n,)
+ *   x:   (m,)
+ *   out: (n, m)
+ * Here y plays the part of X: its dtype is the one every array must have. */
+int32_t gmk_outer(const gmk_array *y, const gmk_array *x,
+                  const gmk_array *out, const gmk_options *options);
+
 #ifdef __cplusplus
 }
 #endif

@@ -84,18 +84,28 @@ public func quadform<T: KernelScalar>(
     } else {
       a = x.rows(rows).blasOperand!
     }
-    let product = TriangleProduct(a: a, s: s, y: products[w].pointer, rows: m, cols: d)
     let acc = sums[w].pointer
-    acc.update(repeating: 0, count: m)
-    var i0 = 0
-    while i0 < d {
-      let i1 = min(i0 + quadformPanelWidth, d)
-      product.addRight(of: i0..<i1, fresh: i0 == 0)
-      product.addDiagonal(i0..<i1, fresh: i0 == 0)
-      accumulateRowDots(product.y + i0, ldy: d, a, rows: m, cols: i0..<i1, into: acc)
-      i0 = i1
-    }
+    quadformBlock(a, s, rows: m, cols: d, y: products[w].pointer, into: acc)
     for i in 0..<m { out[rows.lowerBound + i] = T(acc[i]) }
+  }
+}
+
+/// acc[i] = a_iᵀ S a_i for the `rows` rows of `a` (rows × cols), with `y` (rows × cols)
+/// as workspace for the block product.
+@inline(__always)
+func quadformBlock<T: KernelScalar>(
+  _ a: BLASOperand<T>, _ s: BLASOperand<T>, rows m: Int, cols d: Int,
+  y: UnsafeMutablePointer<T>, into acc: UnsafeMutablePointer<Double>
+) {
+  let product = TriangleProduct(a: a, s: s, y: y, rows: m, cols: d)
+  acc.update(repeating: 0, count: m)
+  var i0 = 0
+  while i0 < d {
+    let i1 = min(i0 + quadformPanelWidth, d)
+    product.addRight(of: i0..<i1, fresh: i0 == 0)
+    product.addDiagonal(i0..<i1, fresh: i0 == 0)
+    accumulateRowDots(y + i0, ldy: d, a, rows: m, cols: i0..<i1, into: acc)
+    i0 = i1
   }
 }
 

@@ -40,18 +40,24 @@ struct RowBlockPlan: Equatable {
   /// The plan for `rows` rows: as many workers as there are threads and blocks, as long as
   /// each can hold at least one row within `options.memoryLimit`; with one worker, BLAS
   /// gets the threads instead.
-  init(rows: Int, needs: WorkspaceNeeds, options: KernelOptions) throws(KernelError) {
+  ///
+  /// With `tasksPerBlock`, blocks are taken one after another and the workers share each
+  /// block's tasks instead (see `runTasks`): at most one worker per task.
+  init(rows: Int, needs: WorkspaceNeeds, options: KernelOptions, tasksPerBlock: Int? = nil)
+    throws(KernelError)
+  {
     let threads = options.resolvedThreads
     let limit = options.memoryLimit
     let wanted = max(1, min(needs.preferredBlockRows, rows))
-    var workers = max(1, min(threads, (rows + wanted - 1) / wanted))
+    let parallelism = tasksPerBlock ?? (rows + wanted - 1) / wanted
+    var workers = max(1, min(threads, parallelism))
     while true {
       let fixed = needs.shared + workers * needs.perWorker
       let perRow = max(1, workers * needs.perRow)
       let fit = limit >= fixed ? (limit - fixed) / perRow : 0
       if fit >= 1 {
-        // Balance: every worker gets a block of about the same height.
-        let balanced = (rows + workers - 1) / workers
+        // Balance: with parallel row blocks every worker gets a block of about the same height.
+        let balanced = tasksPerBlock == nil ? (rows + workers - 1) / workers : rows
         let block = max(1, min(wanted, fit, balanced))
         self.init(
           workers: workers, blasThreads: workers == 1 ? threads : 1, blockRows: block,
@@ -67,6 +73,10 @@ struct RowBlockPlan: Equatable {
     }
   }
 
+  func block(_ b: Int, of rows: Int) -> Range<Int> {
+    b * blockRows..<min((b + 1) * blockRows, rows)
+  }
+
   /// Runs `body(worker, rows)` over all row blocks of `0..<rows`, `workers` at a time, with
   /// OpenBLAS set to `blasThreads`. Blocks go to whichever worker is free (dynamic schedule).
   /// Throws `.cancelled` when the cancel check fires; blocks already started are finished.
@@ -75,35 +85,71 @@ struct RowBlockPlan: Equatable {
   ) throws(KernelError) {
     guard rows > 0 else { return }
     let blocks = (rows + blockRows - 1) / blockRows
-    let next = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
-    let stopped = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
-    next.initialize(to: 0)
-    stopped.initialize(to: 0)
-    defer {
-      next.deallocate()
-      stopped.deallocate()
+    var cancelled = false
+    try BLASThreads.with(blasThreads) { () throws(KernelError) in
+      cancelled = parallelFor(blocks, workers: workers, options: options) { w, b in
+        let r = block(b, of: rows)
+        body(w, r)
+        options.progress?(r.count)
+      }
     }
-    func worker(_ w: Int) {
-      while true {
-        let b = Int(gmk_atomic_fetch_add_i64(next, 1))
-        if b >= blocks { return }
-        if let cancelled = options.isCancelled, cancelled() {
-          gmk_atomic_add_i64(stopped, 1)
+    if cancelled { throw .cancelled }
+  }
+
+  /// Runs `body(worker, rows, task)` for each row block in order and, within a block, for
+  /// each of its `tasks` tasks (one per component, say) on the workers: each block of X is
+  /// read while it is hot for all tasks. Cancellation is checked between blocks.
+  func runTasks(
+    rows: Int, tasks: Int, options: KernelOptions,
+    _ body: (_ worker: Int, _ rows: Range<Int>, _ task: Int) -> Void
+  ) throws(KernelError) {
+    guard rows > 0 && tasks > 0 else { return }
+    let blocks = (rows + blockRows - 1) / blockRows
+    var cancelled = false
+    try BLASThreads.with(blasThreads) { () throws(KernelError) in
+      for b in 0..<blocks {
+        if let isCancelled = options.isCancelled, isCancelled() {
+          cancelled = true
           return
         }
-        let lo = b * blockRows
-        let hi = min(lo + blockRows, rows)
-        body(w, lo..<hi)
-        options.progress?(hi - lo)
+        let r = block(b, of: rows)
+        _ = parallelFor(tasks, workers: workers, options: KernelOptions()) { w, k in body(w, r, k) }
+        options.progress?(r.count)
       }
     }
-    try BLASThreads.with(blasThreads) { () throws(KernelError) in
-      if workers == 1 {
-        worker(0)
-      } else {
-        DispatchQueue.concurrentPerform(iterations: workers, execute: worker)
-      }
-    }
-    if stopped.pointee != 0 { throw .cancelled }
+    if cancelled { throw .cancelled }
   }
+}
+
+/// Runs `body(worker, item)` for every item of `0..<count` on `workers` threads, each taking
+/// the next item when it is free. Before each item the cancel check runs; once it fires,
+/// no further item starts. Returns whether it fired.
+private func parallelFor(
+  _ count: Int, workers: Int, options: KernelOptions, _ body: (_ worker: Int, _ item: Int) -> Void
+) -> Bool {
+  let next = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+  let stopped = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+  next.initialize(to: 0)
+  stopped.initialize(to: 0)
+  defer {
+    next.deallocate()
+    stopped.deallocate()
+  }
+  func worker(_ w: Int) {
+    while true {
+      let item = Int(gmk_atomic_fetch_add_i64(next, 1))
+      if item >= count { return }
+      if let isCancelled = options.isCancelled, isCancelled() {
+        gmk_atomic_add_i64(stopped, 1)
+        return
+      }
+      body(w, item)
+    }
+  }
+  if workers <= 1 || count <= 1 {
+    worker(0)
+  } else {
+    DispatchQueue.concurrentPerform(iterations: min(workers, count), execute: worker)
+  }
+  return stopped.pointee != 0
 }

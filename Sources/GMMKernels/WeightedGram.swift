@@ -78,51 +78,70 @@ public func weightedGram<T: KernelScalar>(
         beta: beta, c: g, ldc: d)
       written = true
     } else {
-      // Positive (and NaN) weights fill the buffer from the top, negative ones from the bottom.
-      let z = packed[w].pointer
-      let m = rows.count
-      var top = 0
-      var bottom = m
-      let cp = c.map { UnsafePointer($0.pointer) }
-      for i in rows {
-        let wi: T = weights?[i] ?? 1
-        if wi == 0 { continue }
-        if wi < 0 {
-          bottom -= 1
-          packRow(x.row(i), into: z + bottom * d, center: cp, scale: (-wi).squareRoot())
-        } else {
-          packRow(x.row(i), into: z + top * d, center: cp, scale: wi.squareRoot())
-          top += 1
-        }
-      }
-      if top > 0 {
-        T._syrkUpper(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: beta, c: g, ldc: d)
-        written = true
-      }
-      if bottom < m {
-        T._syrkUpper(
-          trans: true, n: d, k: m - bottom, alpha: -1, a: z + bottom * d, lda: d,
-          beta: written ? 1 : beta, c: g, ldc: d)
-        written = true
-      }
+      written = addGramBlock(
+        x.rows(rows), weight: { weights?[rows.lowerBound + $0] ?? 1 },
+        center: c.map { UnsafePointer($0.pointer) }, packed: packed[w].pointer,
+        into: g, ldg: d, beta: beta)
     }
-    if blockProduct > 0 && written {
-      let acc = sums[w].pointer
-      for i in 0..<d {
-        for j in i..<d { acc[i * d + j] += Double(g[i * d + j]) }
-      }
-    }
+    if blockProduct > 0 && written { addUpper(g, into: sums[w].pointer, d) }
   }
 
-  let total = sums[0].pointer
-  for other in sums.dropFirst() {
-    for i in 0..<d {
-      for j in i..<d { total[i * d + j] += other.pointer[i * d + j] }
+  for other in sums.dropFirst() { addUpper(other.pointer, into: sums[0].pointer, d) }
+  storeSymmetric(sums[0].pointer, d, into: out)
+}
+
+/// g (+)= Σ_i w_i (x_i − c)(x_i − c)ᵀ over the rows of `x`, upper triangle (d × d,
+/// leading dimension `ldg`), by SYRK on rows packed into `packed` (rows × d): positive (and
+/// NaN) weights fill it from the top as √w_i (x_i − c), negative ones from the bottom as
+/// √|w_i| (x_i − c) and are added with alpha = −1; zero weights are skipped. `beta` applies
+/// to the first SYRK. Returns false when every weight was zero and g was not touched.
+@inline(__always)
+func addGramBlock<T: KernelScalar>(
+  _ x: StridedMatrix<T>, weight: (Int) -> T, center: UnsafePointer<T>?,
+  packed z: UnsafeMutablePointer<T>, into g: UnsafeMutablePointer<T>, ldg: Int, beta: T
+) -> Bool {
+  let d = x.cols
+  let m = x.rows
+  var top = 0
+  var bottom = m
+  for i in 0..<m {
+    let wi = weight(i)
+    if wi == 0 { continue }
+    if wi < 0 {
+      bottom -= 1
+      packRow(x.row(i), into: z + bottom * d, center: center, scale: (-wi).squareRoot())
+    } else {
+      packRow(x.row(i), into: z + top * d, center: center, scale: wi.squareRoot())
+      top += 1
     }
   }
+  var written = false
+  if top > 0 {
+    T._syrkUpper(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: beta, c: g, ldc: ldg)
+    written = true
+  }
+  if bottom < m {
+    T._syrkUpper(
+      trans: true, n: d, k: m - bottom, alpha: -1, a: z + bottom * d, lda: d,
+      beta: written ? 1 : beta, c: g, ldc: ldg)
+    written = true
+  }
+  return written
+}
+
+/// acc[i, j] += g[i, j] for the upper triangle of d × d row-major matrices.
+@inline(__always)
+func addUpper<T: KernelScalar>(_ g: UnsafePointer<T>, into acc: UnsafeMutablePointer<Double>, _ d: Int) {
+  for i in 0..<d {
+    for j in i..<d { acc[i * d + j] += Double(g[i * d + j]) }
+  }
+}
+
+/// Writes the symmetric matrix whose upper triangle is `acc` (d × d, row-major) into `out`.
+func storeSymmetric<T: KernelScalar>(_ acc: UnsafePointer<Double>, _ d: Int, into out: StridedMatrix<T>) {
   for i in 0..<d {
     for j in i..<d {
-      let v = T(total[i * d + j])
+      let v = T(acc[i * d + j])
       out[i, j] = v
       out[j, i] = v
     }

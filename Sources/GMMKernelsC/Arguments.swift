@@ -1,10 +1,24 @@
 import GMMKernels
 import _GMKSupport
 
-/// Runs `body`, mapping its outcome to a gmk_status and the thread's error message.
-func exported(_ body: () throws(KernelError) -> Void) -> Int32 {
-  do {
-    try body()
+/// One exported kernel's call, run once its element type is known.
+protocol KernelCall {
+  func run<T: KernelScalar>(_: T.Type, _ arguments: Arguments) throws(KernelError)
+}
+
+/// Checks the leading array (X, or A, or y) and the options, dispatches on the dtype, and
+/// maps the outcome to a gmk_status and the thread's error message.
+func exported(
+  _ x: ArrayPointer, _ options: OptionsPointer, name: String = "X", ndim: Int32 = 2,
+  _ call: some KernelCall
+) -> Int32 {
+  do throws(KernelError) {
+    let args = try Arguments(x: x, name: name, ndim: ndim, options: options)
+    if args.dtype == GMK_FLOAT32 {
+      try call.run(Float.self, args)
+    } else {
+      try call.run(Double.self, args)
+    }
     gmk_support_set_error(nil)
     return Int32(GMK_OK.rawValue)
   } catch {
@@ -18,15 +32,16 @@ func exported(_ body: () throws(KernelError) -> Void) -> Int32 {
   }
 }
 
-/// The checked X and options every kernel starts from.
+/// The checked leading array and options every kernel starts from; the other arrays are
+/// checked against its dtype as they are read.
 struct Arguments {
-  var x: gmk_array
-  var dtype: gmk_dtype
-  var options: KernelOptions
+  let leading: gmk_array
+  let dtype: gmk_dtype
+  let options: KernelOptions
 
-  init(x: UnsafePointer<gmk_array>?, options: UnsafePointer<gmk_options>?) throws(KernelError) {
-    self.x = try checked(x, "X", ndim: 2)
-    dtype = gmk_dtype(rawValue: UInt32(self.x.dtype))
+  init(x: ArrayPointer, name: String, ndim: Int32, options: OptionsPointer) throws(KernelError) {
+    leading = try checked(x, name, ndim: ndim)
+    dtype = gmk_dtype(rawValue: UInt32(leading.dtype))
     var o = KernelOptions()
     if let options {
       let raw = options.pointee
@@ -45,15 +60,45 @@ struct Arguments {
     self.options = o
   }
 
-  func matrix<T: KernelScalar>(_: T.Type) throws(KernelError) -> StridedMatrix<T> {
-    makeMatrix(x)
+  func x<T: KernelScalar>(_: T.Type) -> StridedMatrix<T> { makeMatrix(leading, offset: 0) }
+
+  func xVector<T: KernelScalar>(_: T.Type) -> StridedVector<T> { makeVector(leading) }
+
+  func matrix<T: KernelScalar>(_: T.Type, _ a: ArrayPointer, _ name: String) throws(KernelError) -> StridedMatrix<T> {
+    makeMatrix(try typed(a, name, ndim: 2), offset: 0)
+  }
+
+  func optionalMatrix<T: KernelScalar>(_: T.Type, _ a: ArrayPointer, _ name: String) throws(KernelError) -> StridedMatrix<T>? {
+    a == nil ? nil : try matrix(T.self, a, name)
+  }
+
+  /// A (K, rows, cols) array as K matrices.
+  func matrices<T: KernelScalar>(_: T.Type, _ a: ArrayPointer, _ name: String) throws(KernelError) -> [StridedMatrix<T>] {
+    let v = try typed(a, name, ndim: 3)
+    return (0..<Int(v.shape.0)).map { makeMatrix(v, offset: $0 * Int(v.strides.0), dims: (1, 2)) }
+  }
+
+  func vector<T: KernelScalar>(_: T.Type, _ a: ArrayPointer, _ name: String) throws(KernelError) -> StridedVector<T> {
+    makeVector(try typed(a, name, ndim: 1))
+  }
+
+  func optionalVector<T: KernelScalar>(_: T.Type, _ a: ArrayPointer, _ name: String) throws(KernelError) -> StridedVector<T>? {
+    a == nil ? nil : try vector(T.self, a, name)
+  }
+
+  private func typed(_ a: ArrayPointer, _ name: String, ndim: Int32) throws(KernelError) -> gmk_array {
+    let v = try checked(a, name, ndim: ndim)
+    guard v.dtype == Int32(dtype.rawValue) else {
+      throw .invalidType("\(name) has dtype code \(v.dtype) but the data has \(dtype.rawValue); they must match")
+    }
+    return v
   }
 }
 
 /// Checks a descriptor: non-null, known dtype, the expected ndim, non-negative shape, and
 /// that no element's byte offset overflows (so every address the kernel forms is valid
 /// pointer arithmetic on the caller's buffer).
-func checked(_ a: UnsafePointer<gmk_array>?, _ name: String, ndim: Int32) throws(KernelError) -> gmk_array {
+func checked(_ a: ArrayPointer, _ name: String, ndim: Int32) throws(KernelError) -> gmk_array {
   guard let a else { throw .invalidArgument("\(name) is a null pointer") }
   let v = a.pointee
   guard v.dtype == Int32(GMK_FLOAT32.rawValue) || v.dtype == Int32(GMK_FLOAT64.rawValue) else {
@@ -67,55 +112,37 @@ func checked(_ a: UnsafePointer<gmk_array>?, _ name: String, ndim: Int32) throws
   guard shape.allSatisfy({ $0 >= 0 }) else {
     throw .invalidArgument("\(name) has a negative dimension in shape \(Array(shape))")
   }
-  let elements = shape.reduce(Int64(1)) { r, s in r.multipliedReportingOverflow(by: s).overflow ? -1 : (r < 0 ? -1 : r * s) }
-  if elements != 0 {
+  if shape.allSatisfy({ $0 > 0 }) {
     guard v.data != nil else { throw .invalidArgument("\(name) has a null data pointer") }
-    // The extent of the view in bytes: Σ |stride| · (shape − 1) + element size.
+    // The extent of the view in bytes, Σ |stride| · (shape − 1) + element size, must not
+    // overflow; nor may the element count.
     var extent: Int64 = v.dtype == Int32(GMK_FLOAT32.rawValue) ? 4 : 8
+    var count: Int64 = 1
     for (s, st) in zip(shape, strides) {
-      let (m, o1) = st.magnitude > UInt64(Int64.max) ? (0, true) : Int64(st.magnitude).multipliedReportingOverflow(by: s - 1)
-      let (sum, o2) = extent.addingReportingOverflow(m)
-      guard !o1 && !o2 else {
+      let magnitude = st == Int64.min ? nil : Int64(st.magnitude)
+      let (span, o1) = magnitude?.multipliedReportingOverflow(by: s - 1) ?? (0, true)
+      let (sum, o2) = extent.addingReportingOverflow(span)
+      let (c, o3) = count.multipliedReportingOverflow(by: s)
+      guard !o1 && !o2 && !o3 else {
         throw .invalidArgument("\(name): shape \(Array(shape)) with strides \(Array(strides)) overflows the address space")
       }
       extent = sum
+      count = c
     }
   }
   return v
 }
 
-private func checkDtype(_ v: gmk_array, _ name: String, _ dtype: gmk_dtype) throws(KernelError) {
-  guard v.dtype == Int32(dtype.rawValue) else {
-    throw .invalidType("\(name) has dtype code \(v.dtype) but X has \(dtype.rawValue); they must match")
-  }
+private let placeholder = UnsafeMutableRawPointer(bitPattern: 64)!
+
+func makeMatrix<T: KernelScalar>(_ v: gmk_array, offset: Int, dims: (Int, Int) = (0, 1)) -> StridedMatrix<T> {
+  let shape = [v.shape.0, v.shape.1, v.shape.2]
+  let strides = [v.strides.0, v.strides.1, v.strides.2]
+  return StridedMatrix(
+    base: (v.data ?? placeholder) + offset, rows: Int(shape[dims.0]), cols: Int(shape[dims.1]),
+    rowStride: Int(strides[dims.0]), colStride: Int(strides[dims.1]))
 }
 
-func makeMatrix<T: KernelScalar>(_ v: gmk_array) -> StridedMatrix<T> {
-  StridedMatrix(
-    base: v.data ?? UnsafeMutableRawPointer(bitPattern: 64)!, rows: Int(v.shape.0), cols: Int(v.shape.1),
-    rowStride: Int(v.strides.0), colStride: Int(v.strides.1))
-}
-
-func matrix<T: KernelScalar>(
-  _: T.Type, _ a: UnsafePointer<gmk_array>?, _ name: String, dtype: gmk_dtype
-) throws(KernelError) -> StridedMatrix<T> {
-  let v = try checked(a, name, ndim: 2)
-  try checkDtype(v, name, dtype)
-  return makeMatrix(v)
-}
-
-func vector<T: KernelScalar>(
-  _: T.Type, _ a: UnsafePointer<gmk_array>?, _ name: String, dtype: gmk_dtype
-) throws(KernelError) -> StridedVector<T> {
-  let v = try checked(a, name, ndim: 1)
-  try checkDtype(v, name, dtype)
-  return StridedVector(
-    base: v.data ?? UnsafeMutableRawPointer(bitPattern: 64)!, count: Int(v.shape.0), stride: Int(v.strides.0))
-}
-
-func optionalVector<T: KernelScalar>(
-  _: T.Type, _ a: UnsafePointer<gmk_array>?, _ name: String, dtype: gmk_dtype
-) throws(KernelError) -> StridedVector<T>? {
-  guard a != nil else { return nil }
-  return try vector(T.self, a, name, dtype: dtype)
+func makeVector<T: KernelScalar>(_ v: gmk_array) -> StridedVector<T> {
+  StridedVector(base: v.data ?? placeholder, count: Int(v.shape.0), stride: Int(v.strides.0))
 }

@@ -3,9 +3,29 @@
 Blocked, multithreaded, memory-bounded kernels (written in Swift, on OpenBLAS) called on
 numpy arrays and memmaps without copying them.
 """
-from ._kernels import quadform, weighted_gram
+from ._kernels import (
+    matmul,
+    outer,
+    quadform,
+    quadform_many,
+    weighted_gram,
+    weighted_gram_many,
+    weighted_sum,
+)
 from ._library import default_threads, library_path, library_version
 
 __version__ = "0.1.0"
 
-__all__ = ["quadform", "weighted_gram", "default_threads", "library_path", "library_version", "__version__"]
+__all__ = [
+    "quadform",
+    "quadform_many",
+    "weighted_gram",
+    "weighted_gram_many",
+    "weighted_sum",
+    "matmul",
+    "outer",
+    "default_threads",
+    "library_path",
+    "library_version",
+    "__version__",
+]

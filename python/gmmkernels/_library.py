@@ -47,6 +47,11 @@ _KERNELS = {
     # name: number of gmk_array arguments before the options
     "gmk_quadform": 4,
     "gmk_weighted_gram": 4,
+    "gmk_quadform_many": 4,
+    "gmk_weighted_gram_many": 4,
+    "gmk_weighted_sum": 3,
+    "gmk_matmul": 3,
+    "gmk_outer": 3,
 }
 
 

@@ -1,0 +1,100 @@
+// weighted_gram_many: G_k = Σ_i r_ik (x_i − c_k)(x_i − c_k)ᵀ for K weight columns over one X.
+//
+// K accumulators of d × d would not fit K times over, once per worker, so row blocks are
+// taken in order and the workers share each block's K components instead: each component
+// is owned by one worker at a time, and each block of X is read once, while hot, for all K.
+// For float64 the accumulators are the output itself when BLAS can write it.
+
+/// Writes `out[k] = Σ_i r[i, k] (x_i − c_k)(x_i − c_k)ᵀ` (both triangles) for `x` (n × d).
+///
+/// - Parameters:
+///   - x: n × d data, any strides.
+///   - r: n × K weights of any sign (responsibilities); rows with r_ik = 0 cost nothing
+///     for component k.
+///   - centers: K × d (row k is c_k), or `nil` for zero.
+///   - out: K matrices of d × d; must not overlap the inputs.
+/// - Throws: `KernelError.invalidArgument`, `.outOfMemory`, `.cancelled`.
+@_specialize(exported: true, where T == Float)
+@_specialize(exported: true, where T == Double)
+public func weightedGramMany<T: KernelScalar>(
+  _ x: StridedMatrix<T>, _ r: StridedMatrix<T>, centers: StridedMatrix<T>? = nil,
+  out: [StridedMatrix<T>], options: KernelOptions = KernelOptions()
+) throws(KernelError) {
+  let n = x.rows
+  let d = x.cols
+  let k = r.cols
+  guard r.rows == n else {
+    throw .invalidArgument("R must have \(n) rows for X of shape (\(n), \(d)), got shape (\(r.rows), \(r.cols))")
+  }
+  if let c = centers, c.rows != k || c.cols != d {
+    throw .invalidArgument("centers must be (\(k), \(d)) for R with \(k) columns and X of shape (\(n), \(d)), got (\(c.rows), \(c.cols))")
+  }
+  guard out.count == k else {
+    throw .invalidArgument("out must hold \(k) matrices for R with \(k) columns, got \(out.count)")
+  }
+  for (j, o) in out.enumerated() where o.rows != d || o.cols != d {
+    throw .invalidArgument("out[\(j)] must be (\(d), \(d)) for X of shape (\(n), \(d)), got (\(o.rows), \(o.cols))")
+  }
+  if d == 0 || k == 0 { return }
+
+  let e = MemoryLayout<T>.stride
+  // float64 accumulates straight into `out` when BLAS can write each out[k] row-major.
+  let direct = T.self == Double.self && out.allSatisfy { $0.blasOperand?.rowMajor == true }
+  let blockProduct = T.self == Double.self ? 0 : d * d * e
+  let needs = WorkspaceNeeds(
+    shared: (direct ? 0 : k * d * d * MemoryLayout<Double>.stride) + (centers != nil ? k * d * e : 0),
+    perWorker: blockProduct,
+    perRow: d * e,
+    preferredBlockRows: weightedGramBlockRows)
+  let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options, tasksPerBlock: k)
+
+  var accumulators: [(pointer: UnsafeMutablePointer<Double>, ld: Int)] = []
+  var owned: [Accumulator] = []
+  for o in out {
+    if direct {
+      let op = o.blasOperand!
+      let p = UnsafeMutableRawPointer(mutating: op.pointer).assumingMemoryBound(to: Double.self)
+      for i in 0..<d { (p + i * op.ld).update(repeating: 0, count: d) }
+      accumulators.append((p, op.ld))
+    } else {
+      let acc = try Accumulator(count: d * d)
+      acc.zero()
+      owned.append(acc)
+      accumulators.append((acc.pointer, d))
+    }
+  }
+  var centerRows: [Workspace<T>] = []
+  if let centers {
+    for j in 0..<k { centerRows.append(try packVector(centers.row(j))!) }
+  }
+  var packed: [Workspace<T>] = []
+  var products: [Workspace<T>] = []
+  for _ in 0..<plan.workers {
+    packed.append(try Workspace<T>(count: plan.blockRows * d))
+    if blockProduct > 0 { products.append(try Workspace<T>(count: d * d)) }
+  }
+
+  try plan.runTasks(rows: n, tasks: k, options: options) { w, rows, j in
+    let acc = accumulators[j]
+    let g: UnsafeMutablePointer<T> =
+      blockProduct > 0 ? products[w].pointer : UnsafeMutableRawPointer(acc.pointer).assumingMemoryBound(to: T.self)
+    let written = addGramBlock(
+      x.rows(rows), weight: { r[rows.lowerBound + $0, j] },
+      center: centerRows.isEmpty ? nil : UnsafePointer(centerRows[j].pointer),
+      packed: packed[w].pointer, into: g, ldg: blockProduct > 0 ? d : acc.ld,
+      beta: blockProduct > 0 ? 0 : 1)
+    if blockProduct > 0 && written { addUpper(g, into: acc.pointer, d) }
+  }
+
+  for (j, o) in out.enumerated() {
+    let acc = accumulators[j]
+    if direct {
+      // Mirror the upper triangle in place.
+      for i in 0..<d {
+        for c in 0..<i { acc.pointer[i * acc.ld + c] = acc.pointer[c * acc.ld + i] }
+      }
+    } else {
+      storeSymmetric(acc.pointer, d, into: o)
+    }
+  }
+}
