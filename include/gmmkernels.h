@@ -136,6 +136,37 @@ int32_t gmk_matmul(const gmk_array *a, const gmk_array *b,
 int32_t gmk_outer(const gmk_array *y, const gmk_array *x,
                   const gmk_array *out, const gmk_options *options);
 
+/* Which second moment gmk_mixture_pass accumulates. */
+typedef enum gmk_scatter {
+    GMK_SCATTER_NONE = 0,      /* log-likelihood only                        */
+    GMK_SCATTER_FULL = 1,      /* S2_k in full: K * d * d values             */
+    GMK_SCATTER_TIED = 2,      /* sum over k of S2_k: d * d values           */
+    GMK_SCATTER_DIAGONAL = 3   /* the diagonals of S2_k: K * d values        */
+} gmk_scatter;
+
+/* One EM iteration's pass over X for a K-component Gaussian mixture, fused per row
+ * block: log-densities log_norm_k - (x - mu_k)^T L_k (x - mu_k) / 2, log-sum-exp
+ * responsibilities r_ik, and the next M-step's statistics centred at the means:
+ *   N_k = sum_i w_i r_ik,  S1_k = sum_i w_i r_ik (x_i - mu_k),
+ *   S2_k = sum_i w_i r_ik (x_i - mu_k)(x_i - mu_k)^T.
+ *   x:             (n, d)
+ *   sample_weight: (n,) weights >= 0, or NULL for ones
+ *   log_norm:      (K,) log pi_k + log det(L_k) / 2 - d log(2 pi) / 2
+ *   means:         (K, d)
+ *   precisions:    (K, d, d) matrices L_k (a zero first stride shares one), or
+ *                  (K, d) their diagonals (a zero second stride: spherical)
+ *   scatter:       a gmk_scatter
+ *   resp_out:      (n, K) responsibilities, or NULL
+ *   score_out:     (n,) log sum_k exp(log-density_ik + ...), or NULL
+ *   stats_out:     float64 (1 + K + K*d + S,): [sum_i w_i score_i, N, S1, S2] with S the
+ *                  size the scatter asks for; row-major; upper triangles mirrored
+ * Arrays other than stats_out share x's dtype. */
+int32_t gmk_mixture_pass(const gmk_array *x, const gmk_array *sample_weight,
+                         const gmk_array *log_norm, const gmk_array *means,
+                         const gmk_array *precisions, int32_t scatter,
+                         const gmk_array *resp_out, const gmk_array *score_out,
+                         const gmk_array *stats_out, const gmk_options *options);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,6 +40,7 @@ public func matmul<T: KernelScalar>(
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 
   let bCopy: Workspace<T>? = packB ? try Workspace<T>(count: k * m) : nil
+  defer { withExtendedLifetime(bCopy) {} }  // `bOp` points into it
   let bOp = bCopy.map { packed(b, into: $0) } ?? b.blasOperand!
   var aBlocks: [Workspace<T>] = []
   var cBlocks: [Workspace<T>] = []

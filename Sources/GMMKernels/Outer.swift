@@ -22,6 +22,7 @@ public func outer<T: KernelScalar>(
   let needs = WorkspaceNeeds(shared: m * e, preferredBlockRows: max(1, outerBlockBytes / (m * e)))
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
   let xs = try packVector(x)!
+  defer { withExtendedLifetime(xs) {} }  // `xp` points into it
   let xp = UnsafePointer(xs.pointer)
   let contiguous = out.colStride == e && Int(bitPattern: out.base) % MemoryLayout<T>.alignment == 0
     && out.rowStride % e == 0

@@ -63,6 +63,7 @@ public func quadform<T: KernelScalar>(
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 
   let sCopy: Workspace<T>? = symmetricInPlace ? nil : try symmetrized(q)
+  defer { withExtendedLifetime(sCopy) {} }  // `s` points into it
   let s = sCopy.map { BLASOperand(pointer: UnsafePointer($0.pointer), rowMajor: true, ld: d) } ?? q.blasOperand!
   let c = try packVector(center)
   let b = plan.blockRows

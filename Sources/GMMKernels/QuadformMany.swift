@@ -47,17 +47,8 @@ public func quadformMany<T: KernelScalar>(
     preferredBlockRows: quadformBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 
-  var symmetric: [Workspace<T>] = []
-  var operands: [BLASOperand<T>] = []
-  for (q, ok) in zip(qs, inPlace) {
-    if ok {
-      operands.append(q.blasOperand!)
-    } else {
-      let s = try symmetrized(q)
-      symmetric.append(s)
-      operands.append(BLASOperand(pointer: UnsafePointer(s.pointer), rowMajor: true, ld: d))
-    }
-  }
+  let (operands, symmetricCopies) = try symmetricOperands(qs, inPlace: inPlace)
+  defer { withExtendedLifetime(symmetricCopies) {} }  // `operands` point into them
   var centerRows: [Workspace<T>] = []
   if let centers {
     for j in 0..<k { centerRows.append(try packVector(centers.row(j))!) }
@@ -89,4 +80,24 @@ public func quadformMany<T: KernelScalar>(
       for i in 0..<m { out[rows.lowerBound + i, j] = T(acc[i]) }
     }
   }
+}
+
+/// BLAS operands for the symmetric parts of `qs`: each Q_k itself where `inPlace[k]`
+/// (exactly symmetric and BLAS-readable), else a symmetrised copy. The copies are returned
+/// too: they must outlive the operands.
+func symmetricOperands<T: KernelScalar>(
+  _ qs: [StridedMatrix<T>], inPlace: [Bool]
+) throws(KernelError) -> ([BLASOperand<T>], [Workspace<T>]) {
+  var copies: [Workspace<T>] = []
+  var operands: [BLASOperand<T>] = []
+  for (q, ok) in zip(qs, inPlace) {
+    if ok {
+      operands.append(q.blasOperand!)
+    } else {
+      let s = try symmetrized(q)
+      copies.append(s)
+      operands.append(BLASOperand(pointer: UnsafePointer(s.pointer), rowMajor: true, ld: q.rows))
+    }
+  }
+  return (operands, copies)
 }

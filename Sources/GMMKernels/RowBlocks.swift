@@ -53,8 +53,8 @@ struct RowBlockPlan: Equatable {
     var workers = max(1, min(threads, parallelism))
     while true {
       let fixed = needs.shared + workers * needs.perWorker
-      let perRow = max(1, workers * needs.perRow)
-      let fit = limit >= fixed ? (limit - fixed) / perRow : 0
+      let perRow = workers * needs.perRow
+      let fit = limit < fixed ? 0 : perRow == 0 ? Int.max : (limit - fixed) / perRow
       if fit >= 1 {
         // Balance: with parallel row blocks every worker gets a block of about the same height.
         let balanced = tasksPerBlock == nil ? (rows + workers - 1) / workers : rows

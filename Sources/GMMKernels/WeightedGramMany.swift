@@ -50,6 +50,7 @@ public func weightedGramMany<T: KernelScalar>(
 
   var accumulators: [(pointer: UnsafeMutablePointer<Double>, ld: Int)] = []
   var owned: [Accumulator] = []
+  defer { withExtendedLifetime(owned) {} }  // `accumulators` point into them
   for o in out {
     if direct {
       let op = o.blasOperand!

@@ -86,6 +86,15 @@ struct Arguments {
     a == nil ? nil : try vector(T.self, a, name)
   }
 
+  /// A float64 vector whatever the data's dtype (accumulated statistics).
+  func float64Vector(_ a: ArrayPointer, _ name: String) throws(KernelError) -> StridedVector<Double> {
+    let v = try checked(a, name, ndim: 1)
+    guard v.dtype == Int32(GMK_FLOAT64.rawValue) else {
+      throw .invalidType("\(name) must be float64 (dtype code 2), got dtype code \(v.dtype)")
+    }
+    return makeVector(v)
+  }
+
   private func typed(_ a: ArrayPointer, _ name: String, ndim: Int32) throws(KernelError) -> gmk_array {
     let v = try checked(a, name, ndim: ndim)
     guard v.dtype == Int32(dtype.rawValue) else {
@@ -98,15 +107,16 @@ struct Arguments {
 /// Checks a descriptor: non-null, known dtype, the expected ndim, non-negative shape, and
 /// that no element's byte offset overflows (so every address the kernel forms is valid
 /// pointer arithmetic on the caller's buffer).
-func checked(_ a: ArrayPointer, _ name: String, ndim: Int32) throws(KernelError) -> gmk_array {
+func checked(_ a: ArrayPointer, _ name: String, ndim expected: Int32?) throws(KernelError) -> gmk_array {
   guard let a else { throw .invalidArgument("\(name) is a null pointer") }
   let v = a.pointee
   guard v.dtype == Int32(GMK_FLOAT32.rawValue) || v.dtype == Int32(GMK_FLOAT64.rawValue) else {
     throw .invalidType("\(name) has unknown dtype code \(v.dtype) (float32 is 1, float64 is 2)")
   }
-  guard v.ndim == ndim else {
-    throw .invalidArgument("\(name) must be \(ndim)-dimensional, got ndim=\(v.ndim)")
+  guard v.ndim >= 0 && v.ndim <= GMK_MAX_NDIM && (expected == nil || v.ndim == expected) else {
+    throw .invalidArgument("\(name) must be \(expected ?? GMK_MAX_NDIM)-dimensional, got ndim=\(v.ndim)")
   }
+  let ndim = v.ndim
   let shape = [v.shape.0, v.shape.1, v.shape.2].prefix(Int(ndim))
   let strides = [v.strides.0, v.strides.1, v.strides.2].prefix(Int(ndim))
   guard shape.allSatisfy({ $0 >= 0 }) else {

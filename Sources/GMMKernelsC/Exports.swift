@@ -139,3 +139,49 @@ struct OuterCall: KernelCall {
     try outer(a.xVector(T.self), a.vector(T.self, x, "x"), out: a.matrix(T.self, out, "out"), options: a.options)
   }
 }
+
+@_cdecl("gmk_mixture_pass")
+public func gmk_mixture_pass(
+  _ x: ArrayPointer, _ sampleWeight: ArrayPointer, _ logNorm: ArrayPointer, _ means: ArrayPointer,
+  _ precisions: ArrayPointer, _ scatter: Int32, _ respOut: ArrayPointer, _ scoreOut: ArrayPointer,
+  _ statsOut: ArrayPointer, _ options: OptionsPointer
+) -> Int32 {
+  exported(
+    x, options,
+    MixturePassCall(
+      sampleWeight: sampleWeight, logNorm: logNorm, means: means, precisions: precisions,
+      scatter: scatter, respOut: respOut, scoreOut: scoreOut, statsOut: statsOut))
+}
+
+struct MixturePassCall: KernelCall {
+  let sampleWeight, logNorm, means, precisions: ArrayPointer
+  let scatter: Int32
+  let respOut, scoreOut, statsOut: ArrayPointer
+
+  func run<T: KernelScalar>(_: T.Type, _ a: Arguments) throws(KernelError) {
+    let kind: MixtureScatter
+    switch UInt32(bitPattern: scatter) {
+    case GMK_SCATTER_NONE.rawValue: kind = .none
+    case GMK_SCATTER_FULL.rawValue: kind = .full
+    case GMK_SCATTER_TIED.rawValue: kind = .tied
+    case GMK_SCATTER_DIAGONAL.rawValue: kind = .diagonal
+    default: throw .invalidArgument("scatter must be 0 (none), 1 (full), 2 (tied) or 3 (diagonal), got \(scatter)")
+    }
+    let p = try checked(precisions, "precisions", ndim: nil)
+    let lambda: MixturePrecisions<T> =
+      p.ndim == 3 ? .matrices(try a.matrices(T.self, precisions, "precisions"))
+      : .diagonal(try a.matrix(T.self, precisions, "precisions"))
+    let stats = try a.float64Vector(statsOut, "stats_out")
+    let result = try mixturePass(
+      a.x(T.self), sampleWeights: a.optionalVector(T.self, sampleWeight, "sample_weight"),
+      logNorm: a.vector(T.self, logNorm, "log_norm"), means: a.matrix(T.self, means, "means"),
+      precisions: lambda, scatter: kind,
+      responsibilities: a.optionalMatrix(T.self, respOut, "resp_out"),
+      scores: a.optionalVector(T.self, scoreOut, "score_out"), options: a.options)
+    let values = [result.logLikelihood] + result.counts + result.firstMoments + result.scatter
+    guard stats.count == values.count else {
+      throw .invalidArgument("stats_out must have \(values.count) elements (1 + K + K*d + scatter), got \(stats.count)")
+    }
+    for (i, v) in values.enumerated() { stats[i] = v }
+  }
+}

@@ -13,7 +13,6 @@ def _run(name, arrays, *, rows, threads, memory_limit, progress, desc):
             arrays,
             threads=threads_arg(threads),
             memory_limit=memory_limit_arg(memory_limit),
-            rows=rows,
             progress=report,
         )
 
@@ -244,3 +243,71 @@ def outer(y, x, *, out=None, threads=None, memory_limit=None, progress=False):
     _run("gmk_outer", [y, x, out], rows=y.shape[0], threads=threads, memory_limit=memory_limit,
          progress=progress, desc="outer")
     return out
+
+
+_SCATTER = {"none": 0, "full": 1, "tied": 2, "diagonal": 3}
+
+
+def mixture_pass(X, log_norm, means, precisions, *, scatter="full", sample_weight=None,
+                 resp_out=None, score_out=None, threads=None, memory_limit=None, progress=False):
+    """One EM iteration's pass over X for a Gaussian mixture, fused per row block.
+
+    Computes the log-densities ``log_norm[k] - ½ (x - μ_k)ᵀ Λ_k (x - μ_k)``, their
+    log-sum-exp per row (the row's log-likelihood) and responsibilities ``r_ik``, and
+    accumulates the next M-step's statistics centred at the means (float64):
+    ``N_k = Σ w_i r_ik``, ``S1_k = Σ w_i r_ik (x_i - μ_k)``,
+    ``S2_k = Σ w_i r_ik (x_i - μ_k)(x_i - μ_k)ᵀ``. X is read once.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+    log_norm : array_like of shape (n_components,)
+        ``log π_k + ½ log det Λ_k - ½ d log 2π``.
+    means : array_like of shape (n_components, n_features)
+    precisions : array_like of shape (n_components, n_features, n_features) or (n_components, n_features)
+        Precision matrices Λ_k (a tied mixture may pass a broadcast view), or their diagonals.
+    scatter : {"full", "tied", "diagonal", "none"}
+        Which second moment to accumulate: S2_k, Σ_k S2_k, diag(S2_k), or nothing (scoring).
+    sample_weight : array_like of shape (n_samples,), optional
+        Weights ≥ 0; rows of weight 0 are skipped unless per-row outputs are asked for.
+    resp_out : ndarray of shape (n_samples, n_components), optional
+        Receives the responsibilities (without sample weights).
+    score_out : ndarray of shape (n_samples,), optional
+        Receives each row's log-likelihood.
+
+    Returns
+    -------
+    log_likelihood : float
+        ``Σ_i w_i score_i``.
+    counts : ndarray of shape (n_components,)
+    first : ndarray of shape (n_components, n_features)
+    second : ndarray of shape (n_components, n_features, n_features), (n_features, n_features),
+        (n_components, n_features) or None, as ``scatter`` asks
+    """
+    X = data_matrix(X)
+    n, d = X.shape
+    log_norm = operand(log_norm, X.dtype, "log_norm", (None,))
+    k = log_norm.shape[0]
+    means = operand(means, X.dtype, "means", (k, d))
+    precisions = np.asarray(precisions)
+    if precisions.ndim == 3:
+        precisions = operand(precisions, X.dtype, "precisions", (k, d, d))
+    else:
+        precisions = operand(precisions, X.dtype, "precisions", (k, d))
+    if scatter not in _SCATTER:
+        raise ValueError("scatter must be one of %s, got %r" % (sorted(_SCATTER), scatter))
+    w = None if sample_weight is None else operand(sample_weight, X.dtype, "sample_weight", (n,))
+    inputs = {"X": X, "means": means, "precisions": precisions, "sample_weight": w}
+    if resp_out is not None:
+        resp_out = output(resp_out, (n, k), X.dtype, inputs)
+    if score_out is not None:
+        score_out = output(score_out, (n,), X.dtype, inputs)
+    second_shape = {"full": (k, d, d), "tied": (d, d), "diagonal": (k, d), "none": (0,)}[scatter]
+    stats = np.zeros(1 + k + k * d + int(np.prod(second_shape)), dtype=np.float64)
+    _run("gmk_mixture_pass",
+         [X, w, log_norm, means, precisions, _SCATTER[scatter], resp_out, score_out, stats],
+         rows=n, threads=threads, memory_limit=memory_limit, progress=progress, desc="EM pass")
+    counts = stats[1:1 + k]
+    first = stats[1 + k:1 + k + k * d].reshape(k, d)
+    second = None if scatter == "none" else stats[1 + k + k * d:].reshape(second_shape)
+    return float(stats[0]), counts, first, second

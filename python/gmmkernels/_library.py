@@ -43,16 +43,18 @@ class _Options(ctypes.Structure):
 
 
 _P = ctypes.POINTER
+# Each kernel's parameters before its options: "a" a gmk_array pointer, "i" an int32.
 _KERNELS = {
-    # name: number of gmk_array arguments before the options
-    "gmk_quadform": 4,
-    "gmk_weighted_gram": 4,
-    "gmk_quadform_many": 4,
-    "gmk_weighted_gram_many": 4,
-    "gmk_weighted_sum": 3,
-    "gmk_matmul": 3,
-    "gmk_outer": 3,
+    "gmk_quadform": "aaaa",
+    "gmk_weighted_gram": "aaaa",
+    "gmk_quadform_many": "aaaa",
+    "gmk_weighted_gram_many": "aaaa",
+    "gmk_weighted_sum": "aaa",
+    "gmk_matmul": "aaa",
+    "gmk_outer": "aaa",
+    "gmk_mixture_pass": "aaaaaiaaa",
 }
+_ARGTYPES = {"a": _P(_Array), "i": ctypes.c_int32}
 
 
 def _candidates():
@@ -92,10 +94,10 @@ def _load():
     lib.gmk_last_error.argtypes = []
     lib.gmk_default_threads.restype = ctypes.c_int32
     lib.gmk_default_threads.argtypes = []
-    for name, arrays in _KERNELS.items():
+    for name, params in _KERNELS.items():
         fn = getattr(lib, name)
         fn.restype = ctypes.c_int32
-        fn.argtypes = [_P(_Array)] * arrays + [_P(_Options)]
+        fn.argtypes = [_ARGTYPES[p] for p in params] + [_P(_Options)]
     return lib, path
 
 
@@ -122,15 +124,19 @@ def describe(a):
     return d
 
 
-def call(name, arrays, *, threads, memory_limit, rows, progress=None):
-    """Calls kernel `name` on `arrays` (ndarrays or None, in the header's order).
+def call(name, arguments, *, threads, memory_limit, progress=None):
+    """Calls kernel `name` with `arguments` in the header's order: ndarrays (or None) for
+    array parameters, ints for int32 parameters.
 
     Work runs in a helper thread while this one waits, so that Ctrl-C (delivered to the
     main thread) sets the kernel's cancel flag; the kernel stops within one row block and
     KeyboardInterrupt is raised. `progress`, if given, is called with the rows done so far.
     """
     fn = getattr(_lib, name)
-    descriptors = [None if a is None else ctypes.pointer(describe(a)) for a in arrays]
+    descriptors = [
+        a if kind == "i" else None if a is None else ctypes.pointer(describe(a))
+        for kind, a in zip(_KERNELS[name], arguments)
+    ]
     cancel = ctypes.c_int32(0)
     rows_done = ctypes.c_int64(0)
     options = _Options(

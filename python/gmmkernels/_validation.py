@@ -39,8 +39,8 @@ def operand(a, dtype, name, shape):
     if arr.dtype.kind not in "biuf":
         raise TypeError("%s must be real numbers, got dtype %s" % (name, arr.dtype))
     if arr.ndim != len(shape) or any(s is not None and s != t for s, t in zip(shape, arr.shape)):
-        want = "(%s)" % ", ".join("?" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "")
-        want = want.replace(",)", ",)") if len(shape) == 1 else want
+        dims = ["?" if s is None else str(s) for s in shape]
+        want = "(%s,)" % dims[0] if len(dims) == 1 else "(%s)" % ", ".join(dims)
         raise ValueError("%s must have shape %s, got %s" % (name, want, _shape(arr)))
     if arr.dtype != dtype or not arr.dtype.isnative:
         arr = arr.astype(dtype)
@@ -76,11 +76,15 @@ def _overlaps(a, b):
         return True
 
 
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+
+
 def threads_arg(threads):
     if threads is None:
         return 0
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise ValueError("threads must be a positive integer or None, got %r" % (threads,))
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= _INT32_MAX:
+        raise ValueError("threads must be a positive integer (at most 2**31 - 1) or None, got %r" % (threads,))
     return int(threads)
 
 
@@ -89,4 +93,5 @@ def memory_limit_arg(memory_limit):
         return 0
     if isinstance(memory_limit, bool) or not isinstance(memory_limit, numbers.Integral) or memory_limit < 1:
         raise ValueError("memory_limit must be a positive number of bytes or None, got %r" % (memory_limit,))
-    return int(memory_limit)
+    # Beyond what a signed 64-bit size can say, the limit cannot bind: saturate.
+    return min(int(memory_limit), _INT64_MAX)
