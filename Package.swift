@@ -14,8 +14,7 @@ let package = Package(
     // MARK: - Public API
     .target(
       name: "GMMKernels",
-      dependencies: ["CBLAS", "_GMKSupport"],
-      swiftSettings: [.unsafeFlags(["-Ounchecked"])]
+      dependencies: ["CBLAS", "_GMKSupport"]
     ),
     .target(
       name: "GMMKernelsC",

@@ -34,8 +34,8 @@ public func matmul<T: KernelScalar>(
   let packB = b.blasOperand == nil
   let direct = out.blasOperand != nil
   let needs = WorkspaceNeeds(
-    shared: packB ? k * m * e : 0,
-    perRow: (packA ? k * e : 0) + (direct ? 0 : m * e),
+    shared: packB ? bytes(k, m, e) : 0,
+    perRow: total(packA ? bytes(k, e) : 0, direct ? 0 : bytes(m, e)),
     preferredBlockRows: matmulBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 

@@ -99,14 +99,14 @@ public func mixturePass<T: KernelScalar>(
   let dbl = MemoryLayout<Double>.stride
   let scatterCount: Int
   switch scatter {
-  case .full: scatterCount = k * d * d
-  case .tied: scatterCount = d * d
-  case .diagonal: scatterCount = k * d
+  case .full: scatterCount = bytes(k, d, d)
+  case .tied: scatterCount = bytes(d, d)
+  case .diagonal: scatterCount = bytes(k, d)
   case .none: scatterCount = 0
   }
   let syrkScatter = scatter == .full || scatter == .tied
   // Float SYRK blocks go through a Float product before the Double accumulator.
-  let blockProduct = syrkScatter && T.self != Double.self ? d * d * e : 0
+  let blockProduct = syrkScatter && T.self != Double.self ? bytes(d, d, e) : 0
   var symmetricCopies: [Workspace<T>] = []
   var operands: [BLASOperand<T>] = []
   var copies = 0
@@ -117,10 +117,10 @@ public func mixturePass<T: KernelScalar>(
   }
   defer { withExtendedLifetime(symmetricCopies) {} }  // `operands` point into them
   let needs = WorkspaceNeeds(
-    shared: copies * d * d * e + k * d * e,
-    perWorker: (1 + k + k * d + scatterCount) * dbl + blockProduct,
+    shared: total(bytes(copies, d, d, e), bytes(k, d, e)),
+    perWorker: total(bytes(total(1, k, bytes(k, d), scatterCount), dbl), blockProduct),
     // centred rows, the triangle product, log-densities, one row's sums, active row indices
-    perRow: 2 * d * e + k * dbl + dbl + MemoryLayout<Int>.stride,
+    perRow: total(bytes(2, d, e), bytes(k, dbl), dbl, MemoryLayout<Int>.stride),
     preferredBlockRows: mixtureBlockRows)
   let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
 

@@ -19,7 +19,7 @@ public func outer<T: KernelScalar>(
   }
   if n == 0 || m == 0 { return }
   let e = MemoryLayout<T>.stride
-  let needs = WorkspaceNeeds(shared: m * e, preferredBlockRows: max(1, outerBlockBytes / (m * e)))
+  let needs = WorkspaceNeeds(shared: bytes(m, e), preferredBlockRows: max(1, outerBlockBytes / bytes(m, e)))
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
   let xs = try packVector(x)!
   defer { withExtendedLifetime(xs) {} }  // `xp` points into it

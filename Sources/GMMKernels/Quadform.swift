@@ -57,8 +57,8 @@ public func quadform<T: KernelScalar>(
   let symmetricInPlace = q.blasOperand != nil && isSymmetric(q)
   let pack = center != nil || x.blasOperand == nil
   let needs = WorkspaceNeeds(
-    shared: (symmetricInPlace ? 0 : d * d * e) + (center != nil ? d * e : 0),
-    perRow: (pack ? d * e : 0) + d * e + MemoryLayout<Double>.stride,
+    shared: total(symmetricInPlace ? 0 : bytes(d, d, e), center != nil ? bytes(d, e) : 0),
+    perRow: total(pack ? bytes(d, e) : 0, bytes(d, e), MemoryLayout<Double>.stride),
     preferredBlockRows: quadformBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 

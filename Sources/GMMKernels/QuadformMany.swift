@@ -42,8 +42,8 @@ public func quadformMany<T: KernelScalar>(
   let copies = inPlace.filter { !$0 }.count
   let pack = centers != nil || x.blasOperand == nil
   let needs = WorkspaceNeeds(
-    shared: copies * d * d * e + (centers != nil ? k * d * e : 0),
-    perRow: (pack ? d * e : 0) + d * e + MemoryLayout<Double>.stride,
+    shared: total(bytes(copies, d, d, e), centers != nil ? bytes(k, d, e) : 0),
+    perRow: total(pack ? bytes(d, e) : 0, bytes(d, e), MemoryLayout<Double>.stride),
     preferredBlockRows: quadformBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 

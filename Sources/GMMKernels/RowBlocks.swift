@@ -8,6 +8,29 @@ internal import _GMKSupport
 // BLAS thread count; `RowBlockPlan.run` hands row blocks to the workers, checks the
 // cancel flag between blocks and reports progress.
 
+/// The product of `factors`, saturating at `Int.max`: workspace sizes of absurd shapes then
+/// fail the memory limit with a clear error instead of overflowing.
+func bytes(_ factors: Int...) -> Int {
+  var r = 1
+  for f in factors {
+    let (p, o) = r.multipliedReportingOverflow(by: max(f, 0))
+    if o { return Int.max }
+    r = p
+  }
+  return r
+}
+
+/// The sum of `terms`, saturating at `Int.max`.
+func total(_ terms: Int...) -> Int {
+  var r = 0
+  for t in terms {
+    let (s, o) = r.addingReportingOverflow(t)
+    if o { return Int.max }
+    r = s
+  }
+  return r
+}
+
 /// Workspace a kernel needs, in bytes.
 struct WorkspaceNeeds {
   /// Allocated once per call (e.g. a symmetrised copy of Q).
@@ -52,8 +75,8 @@ struct RowBlockPlan: Equatable {
     let parallelism = tasksPerBlock ?? (rows + wanted - 1) / wanted
     var workers = max(1, min(threads, parallelism))
     while true {
-      let fixed = needs.shared + workers * needs.perWorker
-      let perRow = workers * needs.perRow
+      let fixed = total(needs.shared, bytes(workers, needs.perWorker))
+      let perRow = bytes(workers, needs.perRow)
       let fit = limit < fixed ? 0 : perRow == 0 ? Int.max : (limit - fixed) / perRow
       if fit >= 1 {
         // Balance: with parallel row blocks every worker gets a block of about the same height.
@@ -61,13 +84,13 @@ struct RowBlockPlan: Equatable {
         let block = max(1, min(wanted, fit, balanced))
         self.init(
           workers: workers, blasThreads: workers == 1 ? threads : 1, blockRows: block,
-          workspaceBytes: fixed + block * workers * needs.perRow)
+          workspaceBytes: total(fixed, bytes(block, perRow)))
         return
       }
       if workers == 1 {
         throw .invalidArgument(
           "memory_limit=\(limit) bytes is too small for this call: it needs at least "
-            + "\(needs.shared + needs.perWorker + needs.perRow) bytes of workspace")
+            + "\(total(needs.shared, needs.perWorker, needs.perRow)) bytes of workspace")
       }
       workers -= 1
     }

@@ -42,11 +42,11 @@ public func weightedGram<T: KernelScalar>(
   let e = MemoryLayout<T>.stride
   let inPlace = weights == nil && center == nil && x.blasOperand != nil
   // Float blocks need a Float product beside the Double accumulator.
-  let blockProduct = T.self == Double.self ? 0 : d * d * e
+  let blockProduct = T.self == Double.self ? 0 : bytes(d, d, e)
   let needs = WorkspaceNeeds(
-    shared: center != nil ? d * e : 0,
-    perWorker: d * d * MemoryLayout<Double>.stride + blockProduct,
-    perRow: inPlace ? 0 : d * e,
+    shared: center != nil ? bytes(d, e) : 0,
+    perWorker: total(bytes(d, d, MemoryLayout<Double>.stride), blockProduct),
+    perRow: inPlace ? 0 : bytes(d, e),
     preferredBlockRows: weightedGramBlockRows)
   let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
 

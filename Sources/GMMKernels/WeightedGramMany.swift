@@ -40,11 +40,11 @@ public func weightedGramMany<T: KernelScalar>(
   let e = MemoryLayout<T>.stride
   // float64 accumulates straight into `out` when BLAS can write each out[k] row-major.
   let direct = T.self == Double.self && out.allSatisfy { $0.blasOperand?.rowMajor == true }
-  let blockProduct = T.self == Double.self ? 0 : d * d * e
+  let blockProduct = T.self == Double.self ? 0 : bytes(d, d, e)
   let needs = WorkspaceNeeds(
-    shared: (direct ? 0 : k * d * d * MemoryLayout<Double>.stride) + (centers != nil ? k * d * e : 0),
+    shared: total(direct ? 0 : bytes(k, d, d, MemoryLayout<Double>.stride), centers != nil ? bytes(k, d, e) : 0),
     perWorker: blockProduct,
-    perRow: d * e,
+    perRow: bytes(d, e),
     preferredBlockRows: weightedGramBlockRows)
   let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options, tasksPerBlock: k)
 

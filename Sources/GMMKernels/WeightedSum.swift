@@ -26,10 +26,10 @@ public func weightedSum<T: KernelScalar>(
   let e = MemoryLayout<T>.stride
   let packX = x.blasOperand == nil
   let packR = r.blasOperand == nil
-  let blockProduct = T.self == Double.self ? 0 : k * d * e
+  let blockProduct = T.self == Double.self ? 0 : bytes(k, d, e)
   let needs = WorkspaceNeeds(
-    perWorker: k * d * MemoryLayout<Double>.stride + blockProduct,
-    perRow: (packX ? d * e : 0) + (packR ? k * e : 0),
+    perWorker: total(bytes(k, d, MemoryLayout<Double>.stride), blockProduct),
+    perRow: total(packX ? bytes(d, e) : 0, packR ? bytes(k, e) : 0),
     preferredBlockRows: weightedSumBlockRows)
   let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
 

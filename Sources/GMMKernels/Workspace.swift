@@ -9,7 +9,8 @@ final class Workspace<T: KernelScalar> {
   let count: Int
 
   init(count: Int) throws(KernelError) {
-    let bytes = max(count, 1) * MemoryLayout<T>.stride
+    let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<T>.stride)
+    if overflow { throw .outOfMemory("could not allocate \(count) elements of workspace") }
     var raw: UnsafeMutableRawPointer?
     guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
       throw .outOfMemory("could not allocate \(bytes) bytes of workspace")

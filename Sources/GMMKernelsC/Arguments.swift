@@ -75,6 +75,11 @@ struct Arguments {
   /// A (K, rows, cols) array as K matrices.
   func matrices<T: KernelScalar>(_: T.Type, _ a: ArrayPointer, _ name: String) throws(KernelError) -> [StridedMatrix<T>] {
     let v = try typed(a, name, ndim: 3)
+    // The K views are workspace too (a zero first stride can make K huge at no size).
+    let viewBytes = Int(v.shape.0).multipliedReportingOverflow(by: MemoryLayout<StridedMatrix<T>>.stride)
+    guard !viewBytes.overflow && viewBytes.partialValue <= options.memoryLimit else {
+      throw .invalidArgument("\(name) holds \(v.shape.0) matrices: describing them exceeds memory_limit=\(options.memoryLimit) bytes")
+    }
     return (0..<Int(v.shape.0)).map { makeMatrix(v, offset: $0 * Int(v.strides.0), dims: (1, 2)) }
   }
 
@@ -126,19 +131,24 @@ func checked(_ a: ArrayPointer, _ name: String, ndim expected: Int32?) throws(Ke
     guard v.data != nil else { throw .invalidArgument("\(name) has a null data pointer") }
     // The extent of the view in bytes, Σ |stride| · (shape − 1) + element size, must not
     // overflow; nor may the element count.
-    var extent: Int64 = v.dtype == Int32(GMK_FLOAT32.rawValue) ? 4 : 8
+    // The byte offsets of the first and last elements along each axis, below and above the
+    // base address, must stay inside the address space; so must the element count.
+    let overflow = KernelError.invalidArgument(
+      "\(name): shape \(Array(shape)) with strides \(Array(strides)) overflows the address space")
+    var below: UInt64 = 0
+    var above: UInt64 = v.dtype == Int32(GMK_FLOAT32.rawValue) ? 4 : 8
     var count: Int64 = 1
     for (s, st) in zip(shape, strides) {
-      let magnitude = st == Int64.min ? nil : Int64(st.magnitude)
-      let (span, o1) = magnitude?.multipliedReportingOverflow(by: s - 1) ?? (0, true)
-      let (sum, o2) = extent.addingReportingOverflow(span)
-      let (c, o3) = count.multipliedReportingOverflow(by: s)
-      guard !o1 && !o2 && !o3 else {
-        throw .invalidArgument("\(name): shape \(Array(shape)) with strides \(Array(strides)) overflows the address space")
-      }
-      extent = sum
+      let (span, o1) = st.magnitude.multipliedReportingOverflow(by: UInt64(s - 1))
+      let (c, o2) = count.multipliedReportingOverflow(by: s)
+      guard !o1 && !o2 else { throw overflow }
+      let (sum, o3) = st < 0 ? below.addingReportingOverflow(span) : above.addingReportingOverflow(span)
+      guard !o3 else { throw overflow }
+      if st < 0 { below = sum } else { above = sum }
       count = c
     }
+    let base = UInt64(UInt(bitPattern: v.data))
+    guard below <= base, !base.addingReportingOverflow(above).overflow else { throw overflow }
   }
   return v
 }
