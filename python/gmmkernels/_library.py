@@ -147,29 +147,39 @@ def call(name, arguments, *, threads, memory_limit, progress=None):
         rows_done=ctypes.pointer(rows_done),
     )
     result = {}
+    done = threading.Event()
 
     def run():
-        status = fn(*descriptors, ctypes.byref(options))
-        result["status"] = status
-        if status != _OK:
-            result["message"] = _lib.gmk_last_error().decode(errors="replace")
+        try:
+            status = fn(*descriptors, ctypes.byref(options))
+            result["status"] = status
+            if status != _OK:
+                result["message"] = _lib.gmk_last_error().decode(errors="replace")
+        finally:
+            done.set()
 
     on_main = threading.current_thread() is threading.main_thread()
     if not on_main and progress is None:
         run()  # no signal can reach this thread: nothing to wait for
     else:
-        worker = threading.Thread(target=run, name="gmmkernels-" + name, daemon=True)
-        worker.start()
+        # Wait on an Event, not Thread.join: a KeyboardInterrupt inside join() marks a
+        # still-running thread as finished in CPython < 3.13 (bpo-45274's handling), so a
+        # second join() would return while the kernel still writes `out`.
+        threading.Thread(target=run, name="gmmkernels-" + name, daemon=True).start()
         try:
-            while True:
-                worker.join(0.1)
+            while not done.wait(0.1):
                 if progress is not None:
                     progress(rows_done.value)
-                if not worker.is_alive():
-                    break
+            if progress is not None:
+                progress(rows_done.value)
         except BaseException:
             cancel.value = 1
-            worker.join()
+            while True:
+                try:
+                    done.wait()
+                    break
+                except KeyboardInterrupt:
+                    continue  # another Ctrl-C: the kernel is already stopping
             raise
     status = result.get("status")
     if status == _OK:
