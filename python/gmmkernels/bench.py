@@ -3,6 +3,13 @@
     python -m gmmkernels.bench [--n 200000] [--d 900] [--dtype both] [--repeat 3]
                                [--kernels quadform weighted_gram] [--zero-fraction 0.3]
                                [--scaling] [--json bench-results/bench.json] [--plot FILE.png]
+    python -m gmmkernels.bench --kernels batch [--components 16] [--centers]
+    python -m gmmkernels.bench --kernels matmul outer [--outer-memmap]
+    python -m gmmkernels.bench --kernels all
+
+``--kernels`` takes kernel names and the groups ``core`` (quadform, weighted_gram: the
+default), ``batch`` (quadform_many, weighted_gram_many) and ``all``. ``--n``/``--d`` set the
+size of every suite run; without them each suite has its own default (see SUITE_SIZES).
 
 What is measured, in one run:
 
@@ -26,6 +33,24 @@ gmmkernels and the blocked code skip them.
 
 X is a memmap of a file on disk (in ``--dir``), read once before the timed calls so that
 it sits in the page cache: compute is measured, not the disk.
+
+The other suites (each opt-in, float64 unless ``--dtype`` is given):
+
+- batch (``quadform_many``, ``weighted_gram_many``), K = ``--components`` matrices or
+  columns of responsibilities on X of n × d (default 200000 × 300, 480 MB of float64): the
+  one-pass batch call against K calls of the single kernel and against K blocked numpy
+  passes (``baselines.blocked_*_many``). X is a memmap whose pages are dropped from the page
+  cache before every timed call (``_datafiles.evict``), so each call starts from the disk.
+  Necessary flops: K·n·d². One timed call per method unless ``--repeat`` says otherwise.
+- matmul: ``gmmkernels.matmul(A, B)`` against numpy's ``A @ B`` in RAM for A (n, d) @ B (d, d)
+  (default 20000 × 2000 @ 2000 × 2000) and a tall-skinny A (50·n, 64) @ B (64, 64), flops
+  2·n·k·m; then a memmap A written into a memmap out, where ``A @ B`` needs the whole
+  result in RAM and gmmkernels needs only its workspace.
+- outer: ``gmmkernels.outer(y, x, out=out)`` against ``np.multiply(y[:, None], x[None, :],
+  out=out)`` for y (n,), x (d,) (default out 20000 × 20000, 3.2 GB of float64, in RAM;
+  ``--outer-memmap`` adds a memmap out on disk), in GB written per second, with the write
+  bandwidth of this machine measured on the same out (``out.fill``, by one thread and by
+  as many threads as gmmkernels uses).
 """
 import argparse
 import json
@@ -34,6 +59,7 @@ import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,9 +67,19 @@ import gmmkernels
 
 from . import _datafiles, baselines
 from ._datafiles import format_bytes
-from ._measure import timed
+from ._measure import PeakMemory, timed
 
 KERNELS = ("quadform", "weighted_gram")
+BATCH_KERNELS = ("quadform_many", "weighted_gram_many")
+ALL_KERNELS = KERNELS + BATCH_KERNELS + ("matmul", "outer")
+#: Names --kernels accepts for several kernels at once.
+KERNEL_GROUPS = {"core": KERNELS, "batch": BATCH_KERNELS, "all": ALL_KERNELS}
+#: Suite -> (n, d) when --n/--d are not given. matmul: A (n, d) @ B (d, d); outer: out (n, d).
+SUITE_SIZES = {"core": (200_000, 900), "batch": (200_000, 300), "matmul": (20_000, 2_000),
+               "outer": (20_000, 20_000)}
+#: Timed calls per method when --repeat is not given. A batch call starts from a cold page
+#: cache and K blocked numpy passes take minutes at the default size, so once is the default.
+SUITE_REPEATS = {"core": 3, "batch": 1, "matmul": 3, "outer": 3}
 SCALING_N = (50_000, 100_000, 200_000, 400_000)
 GEMM_SIZE = 4000
 #: Enough for the ceiling of a small run (a 4000 GEMM would take longer than the benchmark).
@@ -144,38 +180,53 @@ def run_one(kernel, method, fn, X, operand, *, repeat, reference, dask_ok, ram):
 
 
 def run(args):
+    core = [k for k in args.kernels if k in KERNELS]
+    batch = [k for k in args.kernels if k in BATCH_KERNELS]
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
     ns = sorted(set([args.n] + (list(SCALING_N) if args.scaling else [])))
     d = args.d
     ram = total_ram()
     dask_ok = baselines.have_dask()
+    gemm_dtypes = set(dtypes if core else [])
+    if batch or "matmul" in args.kernels:
+        gemm_dtypes.update(args.suite_dtypes)
 
     print("gmmkernels %s (%s), %d threads, default memory_limit 64 MiB"
           % (gmmkernels.library_version, gmmkernels.library_path, gmmkernels.default_threads()))
     print("machine: %s, %d CPUs, %s RAM, load average %s at start; numpy %s; dask %s"
           % (platform.machine(), os.cpu_count() or 0, format_bytes(ram), _load_average(), np.__version__,
              _dask_version() if dask_ok else "not installed"))
-    print("GEMM ceiling measured with numpy's own BLAS (%s), np.dot of %d x %d matrices; "
-          "gmmkernels calls the system OpenBLAS" % (numpy_blas_name(), args.gemm_size, args.gemm_size))
+    if gemm_dtypes:
+        print("GEMM ceiling measured with numpy's own BLAS (%s), np.dot of %d x %d matrices; "
+              "gmmkernels calls the system OpenBLAS" % (numpy_blas_name(), args.gemm_size, args.gemm_size))
     rates = {}
     for dtype, name in (("float64", "dgemm"), ("float32", "sgemm")):
+        if dtype not in gemm_dtypes:
+            continue
         rates[dtype] = gemm_rate(dtype, args.gemm_size, max(1, args.repeat))
         print("  %s: %.1f GFLOP/s" % (name, rates[dtype]))
-    print("necessary flops = n*d^2 for both kernels (one triangle / SYRK); GEMM-based code does 2*n*d^2")
-    print("GFLOP/s = n*d^2 / seconds (median of %d); %% of the GEMM rate of X's precision; "
-          "vs blocked = speedup over the hand-blocked numpy code" % args.repeat)
-    if "weighted_gram" in args.kernels and args.zero_fraction > 0:
+    if core:
+        print("necessary flops = n*d^2 for both kernels (one triangle / SYRK); GEMM-based code does 2*n*d^2")
+        print("GFLOP/s = n*d^2 / seconds (median of %d); %% of the GEMM rate of X's precision; "
+              "vs blocked = speedup over the hand-blocked numpy code" % args.repeat)
+    if "weighted_gram" in core and args.zero_fraction > 0:
         print("weighted_gram: rows with w_i = 0 (%.0f%% here) are counted as work; gmmkernels and the blocked "
               "code skip them, so they can pass 100%%" % (100 * args.zero_fraction))
     print(PEAK_NOTE)
     print()
 
     records = []
-    for dtype in dtypes:
-        records += run_dtype(args, np.dtype(dtype), ns, d, rates[dtype], ram, dask_ok)
+    for dtype in dtypes if core else []:
+        records += run_dtype(args, core, np.dtype(dtype), ns, d, rates[dtype], ram, dask_ok)
 
-    if len(ns) > 1:
-        print_scaling(records, dtypes, args.kernels)
+    if core and len(ns) > 1:
+        print_scaling(records, dtypes, core)
+    for dtype in args.suite_dtypes if batch else []:
+        records += run_batch(args, batch, np.dtype(dtype), rates[dtype])
+    for dtype in args.suite_dtypes if "matmul" in args.kernels else []:
+        records += run_matmul(args, np.dtype(dtype), rates[dtype])
+    for dtype in args.suite_dtypes if "outer" in args.kernels else []:
+        records += run_outer(args, np.dtype(dtype))
     print("load average at the end: %s (other processes on the machine slow every method)" % _load_average())
 
     result = {
@@ -187,24 +238,28 @@ def run(args):
         "gmmkernels": {"version": gmmkernels.library_version, "library": str(gmmkernels.library_path),
                        "threads": gmmkernels.default_threads()},
         "gemm": {"matrix_size": args.gemm_size, "blas": "numpy's own (%s)" % numpy_blas_name(),
-                 "dgemm_gflops": rates["float64"], "sgemm_gflops": rates["float32"]},
+                 "dgemm_gflops": rates.get("float64"), "sgemm_gflops": rates.get("float32")},
         "flops_definition": "necessary flops = n*d^2 for quadform (one triangle of Q) and "
                             "weighted_gram (SYRK); gflops = n*d^2 / seconds / 1e9; "
                             "percent_of_gemm uses dgemm for float64 and sgemm for float32",
         "results": records,
     }
+    definitions = {suite: text for suite, text in SUITE_DEFINITIONS.items()
+                   if any(r["kernel"] in SUITE_KERNELS[suite] for r in records)}
+    if definitions:
+        result["suite_definitions"] = definitions
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
         print("wrote %s" % args.json)
-    if args.plot:
-        plot(records, args.plot, args.kernels)
+    if args.plot and core:
+        plot([r for r in records if r["kernel"] in core], args.plot, core)
         print("wrote %s" % args.plot)
     return result
 
 
-def run_dtype(args, dtype, ns, d, rate, ram, dask_ok):
+def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
     n_max = max(ns)
     size = _datafiles.nbytes((n_max, d), dtype)
     directory = args.dir or tempfile.gettempdir()
@@ -232,7 +287,7 @@ def run_dtype(args, dtype, ns, d, rate, ram, dask_ok):
                   % (gemm_name, rate, fmt_seconds(flops / (rate * 1e9))))
             print(TABLE_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% " + gemm_name,
                                   "vs blocked", "peak extra", "max rel diff"))
-            for kernel in args.kernels:
+            for kernel in kernels:
                 operand = Q if kernel == "quadform" else w
                 reference, block = None, []
                 for method, fn in METHODS[kernel]:
@@ -262,6 +317,386 @@ def run_dtype(args, dtype, ns, d, rate, ram, dask_ok):
 
 
 # ---------------------------------------------------------------------------------------
+# Batches of K components: one pass over a cold memmap against K passes
+# ---------------------------------------------------------------------------------------
+
+
+def quadform_k_calls(X, Qs, centers=None):
+    """K calls of :func:`gmmkernels.quadform`, one per matrix: shape (n_samples, n_matrices).
+
+    Each call writes one column of the result and reads all of X, so X is read K times.
+    """
+    out = np.empty((X.shape[0], len(Qs)), dtype=X.dtype)
+    for k in range(len(Qs)):
+        gmmkernels.quadform(X, Qs[k], center=None if centers is None else centers[k], out=out[:, k])
+    return out
+
+
+def weighted_gram_k_calls(X, R, centers=None):
+    """K calls of :func:`gmmkernels.weighted_gram` with ``w = R[:, k]``: shape
+    (n_components, n_features, n_features); X is read K times.
+    """
+    d = X.shape[1]
+    out = np.empty((R.shape[1], d, d), dtype=X.dtype)
+    for k in range(R.shape[1]):
+        gmmkernels.weighted_gram(X, R[:, k], center=None if centers is None else centers[k], out=out[k])
+    return out
+
+
+#: kernel -> [(method name, function(X, operand, centers=...))], the batch call first (the reference).
+BATCH_METHODS = {
+    "quadform_many": [
+        ("gmmkernels batch", gmmkernels.quadform_many),
+        ("gmmkernels K calls", quadform_k_calls),
+        ("blocked numpy K passes", baselines.blocked_quadform_many),
+    ],
+    "weighted_gram_many": [
+        ("gmmkernels batch", gmmkernels.weighted_gram_many),
+        ("gmmkernels K calls", weighted_gram_k_calls),
+        ("blocked numpy K passes", baselines.blocked_weighted_gram_many),
+    ],
+}
+BATCH_REFERENCE, K_CALLS, K_PASSES = (method for method, _ in BATCH_METHODS["quadform_many"])
+
+
+def batch_operands(n, d, k, dtype, *, centers=False, seed=2):
+    """(Qs, R, centers) for K components.
+
+    Qs of shape (k, d, d): SPD like :func:`_datafiles.random_operands`' Q; R of shape (n, k):
+    responsibilities, uniform random rows scaled to sum 1 (no zeros, as in EM before any
+    component collapses); centers of shape (k, d) with entries of order 0.1, or None.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, d, d))
+    Qs = (a @ a.transpose(0, 2, 1) / max(d, 1) + np.eye(d)).astype(dtype)
+    R = rng.random((n, k))
+    R /= R.sum(axis=1, keepdims=True)
+    C = (0.1 * rng.standard_normal((k, d))).astype(dtype) if centers else None
+    return Qs, R.astype(dtype), C
+
+
+def rounding_tolerance(kernel, n, d, dtype):
+    """10·√t·eps of `dtype`, t = the terms summed into one result entry (d² for a quadratic
+    form, n for an entry of a Gram matrix): relative differences below it are rounding."""
+    terms = d * d if kernel.startswith("quadform") else n
+    return 10.0 * np.sqrt(max(terms, 1)) * float(np.finfo(dtype).eps)
+
+
+def timed_cold(fn, path, shape, dtype, repeat):
+    """Like :func:`timed` for ``fn(X)`` on a memmap of `path` that is opened afresh after the
+    file's pages were dropped from the page cache, before each call."""
+    times, peaks, result = [], [], None
+    for _ in range(repeat):
+        result = None
+        _datafiles.evict(path)
+        X = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            result = fn(X)
+            times.append(time.perf_counter() - t0)
+        peaks.append(mem.peak)
+        # Pages mapped by this process survive evict(); unmap before the next call.
+        del X
+    times.sort()
+    return times[len(times) // 2], max(peaks), result
+
+
+def run_batch(args, kernels, dtype, rate):
+    n, d = args.sizes["batch"]
+    k = args.components
+    repeat = args.repeats["batch"]
+    shape = (n, d)
+    directory = args.dir or tempfile.gettempdir()
+    path = _data_file_path(directory, _datafiles.nbytes(shape, dtype), dtype, "--n/--d")
+    gemm_name = "dgemm" if dtype == np.float64 else "sgemm"
+    records = []
+    try:
+        _datafiles.make_data_file(path, shape, dtype, seed=0)  # the memmap it returns is unmapped at once
+        _datafiles.evict(path)
+        size, cold = _datafiles.warm(path)
+        _, hot = _datafiles.warm(path)
+        Qs, R, centers = batch_operands(n, d, k, dtype, centers=args.centers)
+        flops = k * necessary_flops(n, d)
+        print("%s  batch of K=%d components  n=%s  d=%d  necessary work K*n*d^2 = %.1f GFLOP%s"
+              % (dtype.name, k, f"{n:,}", d, flops / 1e9, ", with centers" if centers is not None else ""))
+        print("X is a memmap of %s (%s); its pages are dropped from the page cache before every timed call"
+              % (path, format_bytes(size)))
+        print("reading X once: %.2f s cold (%.2f GB/s), %.2f s from the page cache (%.2f GB/s)"
+              % (cold, size / cold / 1e9, hot, size / hot / 1e9))
+        print("limit: K*n*d^2 flops at the %s rate (%.1f GFLOP/s) = %s; timed calls per method: %d (median)"
+              % (gemm_name, rate, fmt_seconds(flops / (rate * 1e9)), repeat))
+        print(BATCH_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% " + gemm_name, "vs K calls",
+                              "vs blocked", "peak extra", "max rel diff"))
+        for kernel in kernels:
+            operand = Qs if kernel == "quadform_many" else R
+            tolerance = rounding_tolerance(kernel, n, d, dtype)
+            reference, block = None, []
+            for method, fn in BATCH_METHODS[kernel]:
+                rows = min(n, 1000)  # warm-up: starts the threads; its pages are dropped again
+                X = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+                fn(X[:rows], operand if kernel == "quadform_many" else operand[:rows], centers=centers)
+                del X
+                seconds, peak, result = timed_cold(lambda X: fn(X, operand, centers=centers),
+                                                   path, shape, dtype, repeat)
+                diff = None if reference is None else max_rel_diff(result, reference)
+                if reference is None:
+                    reference = result
+                del result
+                gflops = flops / seconds / 1e9
+                block.append({"kernel": kernel, "method": method, "n": n, "d": d, "components": k,
+                              "dtype": dtype.name, "centers": centers is not None,
+                              "page_cache": "evicted before each call", "repeat": repeat,
+                              "seconds": seconds, "peak_bytes": int(peak), "max_rel_diff": diff,
+                              "rounding_tolerance": tolerance,
+                              "matches": None if diff is None else bool(diff <= tolerance),
+                              "gflops": gflops, "percent_of_gemm": 100.0 * gflops / rate, "gemm": gemm_name})
+            by_method = {r["method"]: r["seconds"] for r in block}
+            for record in block:
+                record["speedup_vs_k_calls"] = by_method[K_CALLS] / record["seconds"]
+                record["speedup_vs_blocked"] = by_method[K_PASSES] / record["seconds"]
+                print_batch_row(record, first=record is block[0])
+            worst = max(r["max_rel_diff"] for r in block[1:])
+            print("  %s: batch vs K single calls %.2fx, vs K blocked numpy passes %.2fx; results %s "
+                  "(max rel diff %.1e, rounding tolerance %.1e = 10*sqrt(%s)*eps)"
+                  % (kernel, block[0]["speedup_vs_k_calls"], block[0]["speedup_vs_blocked"],
+                     "match to rounding" if worst <= tolerance else "DIFFER beyond rounding", worst, tolerance,
+                     "d^2" if kernel == "quadform_many" else "n"))
+            records += block
+            del reference
+            sys.stdout.flush()
+    finally:
+        os.remove(path)
+    print()
+    return records
+
+
+# ---------------------------------------------------------------------------------------
+# matmul: A @ B against numpy, in RAM and memmap to memmap
+# ---------------------------------------------------------------------------------------
+
+#: The tall-skinny case: A (TALL_ROWS_PER_ROW·n, TALL_COLUMNS) @ B (TALL_COLUMNS, TALL_COLUMNS).
+TALL_ROWS_PER_ROW = 50
+TALL_COLUMNS = 64
+#: gmmkernels.matmul may take at most this much more time than numpy's A @ B.
+MATMUL_TARGET = 1.10
+
+#: [(method name, function(A, B, out))], gmmkernels first (the reference).
+MATMUL_METHODS = [
+    ("gmmkernels", lambda A, B, out: gmmkernels.matmul(A, B, out=out)),
+    ("numpy A @ B", lambda A, B, out: baselines.numpy_matmul(A, B)),
+]
+#: The same with a memmap out: numpy's A @ B makes its result in RAM, np.matmul(out=) does not.
+MATMUL_MEMMAP_METHODS = [
+    ("gmmkernels out=memmap", lambda A, B, out: gmmkernels.matmul(A, B, out=out)),
+    ("numpy A @ B (RAM)", lambda A, B, out: baselines.numpy_matmul(A, B)),
+    ("numpy out=memmap", lambda A, B, out: baselines.numpy_matmul(A, B, out)),
+]
+
+
+def run_matmul(args, dtype, rate):
+    n, d = args.sizes["matmul"]
+    repeat = args.repeats["matmul"]
+    gemm_name = "dgemm" if dtype == np.float64 else "sgemm"
+    rng = np.random.default_rng(3)
+    tall = (TALL_ROWS_PER_ROW * n, TALL_COLUMNS, TALL_COLUMNS)
+    print("%s  matmul: gmmkernels.matmul(A, B) vs numpy's A @ B (numpy's own BLAS; gmmkernels: the system "
+          "OpenBLAS); GFLOP/s = 2*n*k*m / seconds (median of %d); target: at most %.0f%% slower than numpy"
+          % (dtype.name, repeat, 100 * (MATMUL_TARGET - 1)))
+    print(MATMUL_HEADER % ("case", "method", "seconds", "GFLOP/s", "% " + gemm_name, "vs numpy",
+                           "peak extra", "max rel diff"))
+    records = []
+    for rows, inner, cols in ((n, d, d), tall):
+        A = rng.standard_normal((rows, inner), dtype=dtype)
+        B = rng.standard_normal((inner, cols), dtype=dtype)
+        case = "%s x %s @ %s x %s" % (f"{rows:,}", f"{inner:,}", f"{inner:,}", f"{cols:,}")
+        records += run_matmul_case(case, MATMUL_METHODS, A, B, None, repeat, rate, gemm_name, "in RAM")
+        del A, B
+
+    rows, inner, cols = tall
+    directory = args.dir or tempfile.gettempdir()
+    path_a = _data_file_path(directory, 2 * _datafiles.nbytes((rows, inner), dtype), dtype, "--n")
+    fd, path_out = tempfile.mkstemp(prefix="gmmkernels-bench-out-", suffix="." + dtype.name, dir=directory)
+    os.close(fd)
+    try:
+        A = _datafiles.make_data_file(path_a, (rows, inner), dtype, seed=0)
+        _datafiles.warm(path_a)
+        _datafiles.map_pages(A)
+        out = np.memmap(path_out, dtype=dtype, mode="w+", shape=(rows, cols))
+        B = rng.standard_normal((inner, cols), dtype=dtype)
+        case = "memmap %s x %s @ %s x %s" % (f"{rows:,}", f"{inner:,}", f"{inner:,}", f"{cols:,}")
+        gmmkernels.matmul(A, B, out=out)  # the out file's pages exist before the timed calls
+        records += run_matmul_case(case, MATMUL_MEMMAP_METHODS, A, B, out, repeat, rate, gemm_name,
+                                   "memmap A (warm in page cache), memmap out")
+        del A, out
+    finally:
+        os.remove(path_a)
+        os.remove(path_out)
+    print("peak extra counts anonymous memory: with a memmap out, written pages are page cache that the "
+          "kernel writes back to disk; A @ B needs its whole result in RAM")
+    print()
+    return records
+
+
+def run_matmul_case(case, methods, A, B, out, repeat, rate, gemm_name, where):
+    """Times `methods` on one (A, B, out); prints and returns their records."""
+    rows, inner = A.shape
+    cols = B.shape[1]
+    flops = 2.0 * rows * inner * cols
+    # Compared on at most 1000 rows spread over the result: out may be a memmap that a later
+    # method overwrites.
+    sample = np.unique(np.linspace(0, rows - 1, min(rows, 1000)).astype(np.int64))
+    block, reference = [], None
+    for method, fn in methods:
+        fn(A[: min(rows, 1000)], B, None)  # warm-up: starts the BLAS and kernel threads
+        seconds, peak, result = timed(fn, A, B, out, repeat=repeat)
+        rows_seen = np.array(result[sample])
+        del result
+        diff = None if reference is None else max_rel_diff(rows_seen, reference)
+        if reference is None:
+            reference = rows_seen
+        gflops = flops / seconds / 1e9
+        block.append({"kernel": "matmul", "method": method, "case": case, "where": where,
+                      "shape_a": [rows, inner], "shape_b": [inner, cols], "dtype": A.dtype.name,
+                      "repeat": repeat, "seconds": seconds, "peak_bytes": int(peak), "max_rel_diff": diff,
+                      "gflops": gflops, "percent_of_gemm": 100.0 * gflops / rate, "gemm": gemm_name,
+                      "result_bytes": rows * cols * A.itemsize})
+    numpy_seconds = next(r["seconds"] for r in block if r["method"].startswith("numpy A @ B"))
+    for record in block:
+        record["speedup_vs_numpy"] = numpy_seconds / record["seconds"]
+        print_matmul_row(record, first=record is block[0])
+    ratio = block[0]["seconds"] / numpy_seconds
+    block[0]["time_ratio_vs_numpy"] = ratio
+    block[0]["within_target"] = bool(ratio <= MATMUL_TARGET)
+    verdict = ("within %.0f%%" % (100 * (MATMUL_TARGET - 1)) if ratio <= MATMUL_TARGET
+               else "OFF TARGET by %.0f%%" % (100 * (ratio - MATMUL_TARGET)))
+    print("  %s (%s): gmmkernels time / numpy time = %.2f, %s; result %s, gmmkernels peak %s"
+          % (case, where, ratio, verdict, format_bytes(rows * cols * A.itemsize), format_bytes(block[0]["peak_bytes"])))
+    sys.stdout.flush()
+    return block
+
+
+# ---------------------------------------------------------------------------------------
+# outer: y xᵀ written into a large out, against numpy and the machine's write bandwidth
+# ---------------------------------------------------------------------------------------
+
+
+def parallel_fill(out, value, pool, parts):
+    """``out.fill(value)`` by `parts` row blocks on the threads of `pool` (``fill`` releases
+    the GIL), so that the write bandwidth of several cores is measured."""
+    blocks = np.array_split(np.arange(out.shape[0]), parts)
+    list(pool.map(lambda b: out[b[0]:b[-1] + 1].fill(value), [b for b in blocks if len(b)]))
+
+
+def run_outer(args, dtype):
+    n, m = args.sizes["outer"]
+    repeat = args.repeats["outer"]
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal(n, dtype=dtype)
+    x = rng.standard_normal(m, dtype=dtype)
+    size = _datafiles.nbytes((n, m), dtype)
+    print("%s  outer: y (%s,) x (%s,) -> out %s x %s (%s); GB/s = bytes of out / seconds (median of %d)"
+          % (dtype.name, f"{n:,}", f"{m:,}", f"{n:,}", f"{m:,}", format_bytes(size), repeat))
+    records = []
+    out = np.empty((n, m), dtype=dtype)
+    first_touch = _seconds(out.fill, 0.0)
+    records += run_outer_case("in RAM", y, x, out, repeat, first_touch)
+    del out
+    if args.outer_memmap:
+        directory = args.dir or tempfile.gettempdir()
+        path = _data_file_path(directory, size, dtype, "--n/--d")
+        try:
+            out = np.memmap(path, dtype=dtype, mode="w+", shape=(n, m))
+            first_touch = _seconds(out.fill, 0.0)
+            records += run_outer_case("memmap %s" % path, y, x, out, repeat, first_touch)
+            del out
+        finally:
+            os.remove(path)
+    print()
+    return records
+
+
+def run_outer_case(where, y, x, out, repeat, first_touch):
+    """Times the fills and the two outer products on one `out`; prints and returns records."""
+    threads = gmmkernels.default_threads()
+    size = out.nbytes
+    sample = np.unique(np.linspace(0, out.shape[0] - 1, min(out.shape[0], 1000)).astype(np.int64))
+    exact = y[sample, None] * x[None, :]  # one rounding per element: every method should match exactly
+    with ThreadPoolExecutor(threads) as pool:
+        methods = [
+            ("out.fill, 1 thread", lambda: out.fill(1.0)),
+            ("out.fill, %d threads" % threads, lambda: parallel_fill(out, 1.0, pool, threads)),
+            ("gmmkernels.outer", lambda: gmmkernels.outer(y, x, out=out)),
+            ("np.multiply", lambda: baselines.numpy_outer(y, x, out)),
+        ]
+        block = []
+        for method, fn in methods:
+            seconds, peak, _ = timed(fn, repeat=repeat)
+            diff = None if method.startswith("out.fill") else max_rel_diff(out[sample], exact)
+            block.append({"kernel": "outer", "method": method, "where": where, "n": out.shape[0],
+                          "m": out.shape[1], "dtype": out.dtype.name, "repeat": repeat, "seconds": seconds,
+                          "peak_bytes": int(peak), "max_rel_diff": diff, "bytes_written": size,
+                          "gb_per_s": size / seconds / 1e9, "first_touch_seconds": first_touch})
+    bandwidth = max(r["gb_per_s"] for r in block if r["method"].startswith("out.fill"))
+    numpy_seconds = next(r["seconds"] for r in block if r["method"] == "np.multiply")
+    print("out %s; first touch of its pages (out.fill(0), not timed below): %.2f s" % (where, first_touch))
+    print(OUTER_HEADER % ("method", "seconds", "GB/s", "% write bw", "vs numpy", "peak extra", "max rel diff"))
+    for record in block:
+        record["write_bandwidth_gb_per_s"] = bandwidth
+        record["percent_of_write_bandwidth"] = 100.0 * record["gb_per_s"] / bandwidth
+        if record["max_rel_diff"] is not None:
+            record["speedup_vs_numpy"] = numpy_seconds / record["seconds"]
+        print_outer_row(record)
+    ours = next(r for r in block if r["method"] == "gmmkernels.outer")
+    print("  write bandwidth (the faster fill): %.1f GB/s; gmmkernels.outer writes at %.0f%% of it, "
+          "%.2fx the speed of np.multiply; max rel diff vs y_i*x_j on %d sampled rows"
+          % (bandwidth, ours["percent_of_write_bandwidth"], ours["speedup_vs_numpy"], len(sample)))
+    sys.stdout.flush()
+    return block
+
+
+def _seconds(fn, *args):
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def _data_file_path(directory, size, dtype, flags):
+    """A new temporary file in `directory` for `size` bytes, after checking the free space."""
+    free = _datafiles.free_bytes(directory)
+    if size + (256 << 20) > free:
+        raise SystemExit("not enough disk space in %s: need %s, %s free; use --dir or a smaller %s"
+                         % (directory, format_bytes(size), format_bytes(free), flags))
+    fd, path = tempfile.mkstemp(prefix="gmmkernels-bench-", suffix="." + np.dtype(dtype).name, dir=directory)
+    os.close(fd)
+    return path
+
+
+def suite_work(args):
+    """Necessary flops of the largest selected batch or matmul problem (0 for outer alone)."""
+    work = [0.0]
+    if any(k in BATCH_KERNELS for k in args.kernels):
+        n, d = args.sizes["batch"]
+        work.append(args.components * necessary_flops(n, d))
+    if "matmul" in args.kernels:
+        n, d = args.sizes["matmul"]
+        work.append(2.0 * n * d * d)
+    return max(work)
+
+
+SUITE_KERNELS = {"batch": BATCH_KERNELS, "matmul": ("matmul",), "outer": ("outer",)}
+SUITE_DEFINITIONS = {
+    "batch": "quadform_many / weighted_gram_many: K = components; gflops = K*n*d^2 / seconds / 1e9; "
+             "the page cache holds none of X at the start of each timed call; 'gmmkernels K calls' = "
+             "K calls of quadform / weighted_gram (w = R[:, k]); 'blocked numpy K passes' = "
+             "baselines.blocked_quadform_many / blocked_weighted_gram_many; max_rel_diff against the batch call",
+    "matmul": "gflops = 2*n*k*m / seconds / 1e9; time_ratio_vs_numpy = gmmkernels seconds / numpy A @ B "
+              "seconds (target <= 1.10); max_rel_diff on up to 1000 sampled rows against gmmkernels",
+    "outer": "gb_per_s = bytes of out / seconds / 1e9; write bandwidth = the faster of out.fill by 1 thread "
+             "and by gmmkernels' thread count on the same out; max_rel_diff against y_i*x_j on sampled rows",
+}
+
+
+# ---------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------
 
@@ -282,6 +717,38 @@ def print_row(r, first):
     speedup = "%.2fx" % r["speedup_vs_blocked"] if "speedup_vs_blocked" in r else "-"
     print(TABLE_HEADER % (kernel, r["method"], "%.3f" % r["seconds"], "%.1f" % r["gflops"],
                           "%.0f%%" % r["percent_of_gemm"], speedup, format_bytes(r["peak_bytes"]), diff))
+
+
+BATCH_HEADER = "%-18s %-22s %9s %8s %8s %11s %11s %11s %13s"
+MATMUL_HEADER = "%-32s %-22s %9s %8s %8s %9s %11s %13s"
+OUTER_HEADER = "%-22s %9s %8s %11s %9s %11s %13s"
+
+
+def _secs(seconds):
+    return "%.3f" % seconds if seconds >= 0.1 else "%.5f" % seconds
+
+
+def _diff_text(r):
+    return "(reference)" if r["max_rel_diff"] is None else "%.1e" % r["max_rel_diff"]
+
+
+def print_batch_row(r, first):
+    print(BATCH_HEADER % (r["kernel"] if first else "", r["method"], _secs(r["seconds"]), "%.1f" % r["gflops"],
+                          "%.0f%%" % r["percent_of_gemm"], "%.2fx" % r["speedup_vs_k_calls"],
+                          "%.2fx" % r["speedup_vs_blocked"], format_bytes(r["peak_bytes"]), _diff_text(r)))
+
+
+def print_matmul_row(r, first):
+    print(MATMUL_HEADER % (r["case"] if first else "", r["method"], _secs(r["seconds"]), "%.1f" % r["gflops"],
+                           "%.0f%%" % r["percent_of_gemm"], "%.2fx" % r["speedup_vs_numpy"],
+                           format_bytes(r["peak_bytes"]), _diff_text(r)))
+
+
+def print_outer_row(r):
+    speedup = "%.2fx" % r["speedup_vs_numpy"] if "speedup_vs_numpy" in r else "-"
+    diff = "-" if r["method"].startswith("out.fill") else "%.1e" % r["max_rel_diff"]
+    print(OUTER_HEADER % (r["method"], _secs(r["seconds"]), "%.2f" % r["gb_per_s"],
+                          "%.0f%%" % r["percent_of_write_bandwidth"], speedup, format_bytes(r["peak_bytes"]), diff))
 
 
 def print_scaling(records, dtypes, kernels):
@@ -388,15 +855,29 @@ def parse_args(argv=None):
         prog="python -m gmmkernels.bench",
         description="Time and peak memory of gmmkernels against hand-blocked numpy, the "
                     "naive numpy expressions and dask.array, with the GEMM rate as the ceiling.")
-    p.add_argument("--n", type=int, default=200_000, help="rows of X (default 200000)")
-    p.add_argument("--d", type=int, default=900, help="columns of X (default 900)")
-    p.add_argument("--dtype", choices=("float64", "float32", "both"), default="both",
-                   help="dtype of X (default both)")
-    p.add_argument("--repeat", type=int, default=3, help="timed calls per method; the median is shown (default 3)")
-    p.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS), metavar="KERNEL",
-                   help="kernels to run: quadform, weighted_gram (default both)")
+    p.add_argument("--n", type=int,
+                   help="rows of X (default 200000); rows of A for matmul (default 20000), of out for outer "
+                        "(default 20000)")
+    p.add_argument("--d", type=int,
+                   help="columns of X (default 900; 300 for the batch kernels); columns of A and order of "
+                        "B for matmul (default 2000); columns of out for outer (default 20000)")
+    p.add_argument("--dtype", choices=("float64", "float32", "both"),
+                   help="dtype of X (default both for quadform and weighted_gram, float64 for the others)")
+    p.add_argument("--repeat", type=int,
+                   help="timed calls per method; the median is shown (default 3; 1 for the batch kernels)")
+    p.add_argument("--kernels", nargs="+", choices=ALL_KERNELS + tuple(KERNEL_GROUPS), default=list(KERNELS),
+                   metavar="KERNEL",
+                   help="kernels to run: %s, or the groups core (the default: quadform, weighted_gram), "
+                        "batch (quadform_many, weighted_gram_many), all" % ", ".join(ALL_KERNELS))
     p.add_argument("--zero-fraction", type=float, default=0.3,
                    help="fraction of zero weights for weighted_gram (default 0.3)")
+    p.add_argument("--components", type=int, default=16,
+                   help="K: matrices for quadform_many, columns of R for weighted_gram_many (default 16)")
+    p.add_argument("--centers", action="store_true",
+                   help="batch kernels: subtract K random centres, as EM does (default: none, as in the "
+                        "hand-blocked code)")
+    p.add_argument("--outer-memmap", action="store_true",
+                   help="outer: also write into a memmap out on disk (as large as the in-RAM one)")
     p.add_argument("--scaling", action="store_true",
                    help="also run n = 50k, 100k, 200k, 400k: time should grow linearly, memory stay flat")
     p.add_argument("--json", default=os.path.join("bench-results", "bench.json"),
@@ -407,11 +888,28 @@ def parse_args(argv=None):
                    help="order of the matrices timed for the GEMM ceiling (default %d; %d when "
                         "n*d^2 < 1e11, where a smaller ceiling run is enough)" % (GEMM_SIZE, SMALL_GEMM_SIZE))
     args = p.parse_args(argv)
+    kernels = []
+    for name in args.kernels:
+        for kernel in KERNEL_GROUPS.get(name, (name,)):
+            if kernel not in kernels:
+                kernels.append(kernel)
+    args.kernels = kernels
+    args.sizes = {suite: (n if args.n is None else args.n, d if args.d is None else args.d)
+                  for suite, (n, d) in SUITE_SIZES.items()}
+    args.repeats = {suite: r if args.repeat is None else args.repeat for suite, r in SUITE_REPEATS.items()}
+    args.suite_dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype or "float64"]
+    args.n, args.d = args.sizes["core"]
+    args.dtype = args.dtype or "both"
+    args.repeat = args.repeats["core"]
     if args.gemm_size is None:
-        n_max = max([args.n] + (list(SCALING_N) if args.scaling else []))
-        args.gemm_size = GEMM_SIZE if float(n_max) * args.d**2 >= 1e11 else SMALL_GEMM_SIZE
-    if args.n < 1 or args.d < 1 or args.repeat < 1 or args.gemm_size < 1:
-        p.error("--n, --d, --repeat and --gemm-size must be positive")
+        if any(k in KERNELS for k in kernels):
+            n_max = max([args.n] + (list(SCALING_N) if args.scaling else []))
+            work = float(n_max) * args.d**2
+        else:
+            work = suite_work(args)
+        args.gemm_size = GEMM_SIZE if work >= 1e11 else SMALL_GEMM_SIZE
+    if min(args.n, args.d, args.repeat, args.gemm_size, args.components) < 1:
+        p.error("--n, --d, --repeat, --gemm-size and --components must be positive")
     if not 0.0 <= args.zero_fraction <= 1.0:
         p.error("--zero-fraction must be between 0 and 1")
     return args
