@@ -26,6 +26,7 @@ does not import dask.
 from __future__ import annotations
 
 import numbers
+import operator
 import os
 import sys
 import threading
@@ -35,6 +36,7 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from . import _kernels
 from ._library import default_threads
@@ -235,48 +237,67 @@ def _cast(total, dtype):
 # MARK: graphs
 
 def _per_block(block_fn, name, X, rows, keywords):
-    """One delayed result per row block of X: block_fn(x_block, *row_blocks, **keywords).
+    """block_fn(x_block, *row_blocks, **keywords) per row block of X, as a 1-D dask array
+    of objects with one element per block (a partial result, not an array of that shape).
 
-    Built as one blockwise layer, so that a block's load (e.g. by from_memmap) and its
-    kernel call fuse into one task, then split into delayed objects.
+    One blockwise layer, so that a block's load (e.g. by from_memmap) fuses with the kernel
+    call into one task.
     """
     args = [X, "ij"]
     for r in rows:
         args += [r, "i" if r.ndim == 1 else "ik"]
-    blocks = da.blockwise(
+    return da.blockwise(
         block_fn, "i", *args,
         name=name, dtype=object, meta=np.empty((0,), dtype=object),
         adjust_chunks={"i": 1}, concatenate=True, **keywords,
     )
-    return list(blocks.to_delayed(optimize_graph=True).ravel())
 
 
-def _tree_sum(parts, split_every, name):
-    """Delayed partial results added up by a tree of `split_every`-way additions.
+def _tree_sum(blocks, split_every, name, item=None):
+    """A layer adding up the partial results of `blocks` (element `item` of each, if given)
+    by a tree of `split_every`-way additions; its key (name,) holds the sum.
 
     A group of one (the last, when the count does not divide) moves up a level as it is.
     """
-    level = 0
-    while len(parts) > 1:
-        groups = [parts[i:i + split_every] for i in range(0, len(parts), split_every)]
-        parts = [
-            group[0] if len(group) == 1
-            else dask.delayed(_add, pure=True)(*group, dask_key_name=(name, level, j))
-            for j, group in enumerate(groups)
-        ]
-        level += 1
-    return parts[0]
+    level = [(blocks.name, i) for i in range(blocks.numblocks[0])]
+    if item is not None:
+        level = [(operator.getitem, key, item) for key in level]
+    layer = {}
+    depth = 0
+    while len(level) > 1:
+        groups = [level[i:i + split_every] for i in range(0, len(level), split_every)]
+        level = []
+        for j, group in enumerate(groups):
+            if len(group) == 1:
+                level.append(group[0])
+            else:
+                layer[(name, depth, j)] = (_add,) + tuple(group)
+                level.append((name, depth, j))
+        depth += 1
+    layer[(name,)] = (_add, level[0])
+    return layer
+
+
+def _array(name, layer, dependency, chunks, dtype):
+    """A dask array made of `layer` (a dict of tasks) over the graph of `dependency`."""
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[dependency])
+    return da.Array(graph, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype=dtype))
+
+
+def _one_chunk(shape):
+    return tuple((s,) for s in shape)
 
 
 def _sum_over_rows(label, kernel, X, rows, shared, options, shape, split_every):
     """Σ over row blocks of kernel(x_block, *row_blocks, **shared), as a dask array of X's dtype."""
     split_every = _split_every(split_every)
     token = tokenize(label, X, rows, shared, options, split_every)
-    parts = _per_block(_sum_block, "%s-partial-%s" % (label, token), X, rows,
-                       dict(kernel=kernel, **shared, **options))
-    total = _tree_sum(parts, split_every, "%s-sum-%s" % (label, token))
-    total = dask.delayed(_cast, pure=True)(total, X.dtype, dask_key_name="%s-%s" % (label, token))
-    return da.from_delayed(total, shape, dtype=X.dtype, meta=np.empty((0,) * len(shape), dtype=X.dtype))
+    blocks = _per_block(_sum_block, "%s-partial-%s" % (label, token), X, rows,
+                        dict(kernel=kernel, **shared, **options))
+    tree_name, name = "%s-sum-%s" % (label, token), "%s-%s" % (label, token)
+    tree = _array(tree_name, _tree_sum(blocks, split_every, tree_name), blocks, (), object)
+    return _array(name, {(name,) + (0,) * len(shape): (_cast, (tree_name,), X.dtype)},
+                  tree, _one_chunk(shape), X.dtype)
 
 
 def _map_rows(label, kernel, X, shared, options, columns):
@@ -554,35 +575,45 @@ def mixture_pass(X, log_norm, means, precisions, *, scatter="full", sample_weigh
     token = tokenize(X, rows, shared, options, split_every, bool(return_resp), bool(return_score))
     blocks = _per_block(_mixture_block, "mixture_pass-block-%s" % token, X, rows,
                         dict(resp=bool(return_resp), score=bool(return_score), **shared, **options))
-    total = _tree_sum([b[0] for b in blocks], split_every, "mixture_pass-sum-%s" % token)
+    tree_name = "mixture_pass-sum-%s" % token
+    tree = _array(tree_name, _tree_sum(blocks, split_every, tree_name, item=0), blocks, (), object)
 
+    def statistic(i, label, shape):
+        # Element i of the summed (log_likelihood, counts, first, second).
+        name = "mixture_pass-%s-%s" % (label, token)
+        task = (_float64, (operator.getitem, (tree_name,), i))
+        return _array(name, {(name,) + (0,) * len(shape): task}, tree, _one_chunk(shape), np.float64)
+
+    def per_row(i, label, trailing):
+        # Element i of each block's (statistics, resp, score).
+        name = "mixture_pass-%s-%s" % (label, token)
+        layer = {(name, j) + (0,) * len(trailing): (operator.getitem, (blocks.name, j), i)
+                 for j in range(blocks.numblocks[0])}
+        return _array(name, layer, blocks, (X.chunks[0],) + _one_chunk(trailing), X.dtype)
+
+    stats = [statistic(0, "log_likelihood", ()), statistic(1, "counts", counts0.shape),
+             statistic(2, "first", first0.shape),
+             None if second0 is None else statistic(3, "second", second0.shape)]
     row_outputs = []
     if return_resp:
-        row_outputs.append(_concatenate_rows([b[1] for b in blocks], X, (k,)))
+        row_outputs.append(per_row(1, "resp", (k,)))
     if return_score:
-        row_outputs.append(_concatenate_rows([b[2] for b in blocks], X, ()))
+        row_outputs.append(per_row(2, "score", ()))
 
-    if compute:
-        if row_outputs:
-            total, *row_outputs = dask.persist(total, *row_outputs)
-        (ll, counts, first, second), = dask.compute(total)
-        return (float(ll), counts, first, second, *row_outputs)
-
-    def lazy(i, shape):
-        return da.from_delayed(total[i], shape, dtype=np.float64,
-                               meta=np.empty((0,) * len(shape), dtype=np.float64))
-
-    second = None if second0 is None else lazy(3, second0.shape)
-    return (lazy(0, ()), lazy(1, counts0.shape), lazy(2, first0.shape), second, *row_outputs)
+    if not compute:
+        return (*stats, *row_outputs)
+    present = [s for s in stats if s is not None]
+    if row_outputs:
+        # Kept on the workers, computed in the same pass over X as the statistics.
+        persisted = dask.persist(*present, *row_outputs)
+        present, row_outputs = persisted[:len(present)], persisted[len(present):]
+    values = dask.compute(*present)
+    second = values[3] if second0 is not None else None
+    return (float(values[0]), values[1], values[2], second, *row_outputs)
 
 
-def _concatenate_rows(pieces, X, trailing):
-    arrays = [
-        da.from_delayed(p, (rows,) + trailing, dtype=X.dtype,
-                        meta=np.empty((0,) * (1 + len(trailing)), dtype=X.dtype))
-        for p, rows in zip(pieces, X.chunks[0])
-    ]
-    return da.concatenate(arrays, axis=0)
+def _float64(value):
+    return np.asarray(value, dtype=np.float64)
 
 
 # MARK: data from a file
@@ -617,6 +648,12 @@ def from_memmap(path, shape=None, dtype=None, offset=0, chunks="auto", order="C"
     -------
     X : dask array of the file's shape and dtype
     """
+    if isinstance(path, np.ndarray):
+        raise TypeError(
+            "from_memmap takes the file's path, not an array (a pickled memmap is a full copy); "
+            "for an np.memmap m of a whole file use from_memmap(m.filename, shape=m.shape, "
+            "dtype=m.dtype, offset=m.offset)"
+        )
     path = os.path.abspath(os.fspath(path))  # workers may run in another directory
     if shape is None:
         if dtype is not None or offset:

@@ -38,6 +38,9 @@ def client():
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None, env={"GMMKERNELS_LIBRARY": str(gk.library_path)},
+        # The scheduler's HTTP server (health routes) starts even without a dashboard, by
+        # default on port 8787: take any free loopback port instead.
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
     )
     c = distributed.Client(cluster)
     try:
@@ -164,16 +167,19 @@ def test_reduction_is_a_tree(rng):
     # 10 + 5 + 3 + 1 + 1 additions, none adding more than 2.
     Xd = rows_dask(rng.standard_normal((2100, 3)), 100)
     G = gd.weighted_gram(Xd, split_every=2)
-    graph = dict(G.__dask_graph__())
-    additions = [key for key in graph
-                 if isinstance(key, tuple) and str(key[0]).startswith("weighted_gram-sum-")]
-    assert sorted(key[1] for key in additions) == [0] * 10 + [1] * 5 + [2] * 3 + [3] + [4]
+    tree = [layer for name, layer in G.dask.layers.items() if name.startswith("weighted_gram-sum-")]
+    assert len(tree) == 1
+    levels = sorted(key[1] for key in tree[0] if len(key) == 3)
+    assert levels == [0] * 10 + [1] * 5 + [2] * 3 + [3] + [4]
+    assert all(len(task) == 3 for key, task in tree[0].items() if len(key) == 3)
 
 
-@pytest.mark.parametrize("scatter", ["full", "tied", "diagonal", "none"])
-def test_mixture_pass(client, rng, scatter):
+@pytest.mark.parametrize("scatter, dtype", [("full", np.float64), ("tied", np.float64),
+                                            ("diagonal", np.float64), ("none", np.float64),
+                                            ("full", np.float32)])
+def test_mixture_pass(client, rng, scatter, dtype):
     n, d, k = 1500, 6, 3
-    X = rng.standard_normal((n, d)) + rng.integers(0, 3, size=(n, 1))
+    X = (rng.standard_normal((n, d)) + rng.integers(0, 3, size=(n, 1))).astype(dtype)
     Xd = rows_dask(X, 400)
     w = rng.random(n)
     means = rng.standard_normal((k, d))
@@ -185,32 +191,37 @@ def test_mixture_pass(client, rng, scatter):
         precisions = spd(rng, d, k)
     log_norm = np.log(np.full(k, 1.0 / k)) - 0.5 * d * np.log(2 * np.pi)
 
-    resp, score = np.empty((n, k)), np.empty(n)
+    # The per-row values of float32 data are float32, their sums float64: compare both to
+    # float32's rounding then.
+    rel = 1e-12 if dtype == np.float64 else 1e-5
+    resp, score = np.empty((n, k), dtype=dtype), np.empty(n, dtype=dtype)
     want = mixture_pass(X, log_norm, means, precisions, scatter=scatter, sample_weight=w,
                         resp_out=resp, score_out=score)
     got = gd.mixture_pass(Xd, log_norm, means, precisions, scatter=scatter,
                           sample_weight=da.from_array(w, chunks=400), return_resp=True, return_score=True)
     assert len(got) == 6
     assert isinstance(got[0], float)
-    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    assert got[0] == pytest.approx(want[0], rel=rel)
     for g, w_ in zip(got[1:4], want[1:4]):
         if w_ is None:
             assert g is None
         else:
-            assert_close(g, w_, np.float64)
+            assert g.dtype == np.float64
+            assert_close(g, w_, dtype)
     assert got[4].chunks == (Xd.chunks[0], (k,)) and got[5].chunks == (Xd.chunks[0],)
-    assert_close(got[4].compute(), resp, np.float64)
-    assert_close(got[5].compute(), score, np.float64)
+    assert got[4].dtype == got[5].dtype == X.dtype
+    assert_close(got[4].compute(), resp, dtype)
+    assert_close(got[5].compute(), score, dtype)
 
     # Lazy: the statistics as dask arrays, computed together in one pass.
     lazy = gd.mixture_pass(Xd, log_norm, means, precisions, scatter=scatter, compute=False)
     assert len(lazy) == 4 and lazy[0].shape == ()
     computed = dask.compute(*lazy)
     plain = mixture_pass(X, log_norm, means, precisions, scatter=scatter)
-    assert float(computed[0]) == pytest.approx(plain[0], rel=1e-12)
+    assert float(computed[0]) == pytest.approx(plain[0], rel=rel)
     for g, w_ in zip(computed[1:], plain[1:]):
         if w_ is not None:
-            assert_close(g, w_, np.float64)
+            assert_close(g, w_, dtype)
 
 
 def test_mixture_pass_reads_the_file_once(client, rng, tmp_path):
@@ -272,6 +283,12 @@ def test_from_memmap_layouts(client, rng, tmp_path):
     ragged = gd.from_memmap(npy_c, chunks=64)[::2] * 2  # an ordinary dask array too
     np.testing.assert_array_equal(ragged.compute(), X[::2] * 2)
 
+    # Weights from a file, split like X.
+    w = rng.random(n)
+    np.save(tmp_path / "w.npy", w)
+    wd = gd.from_memmap(tmp_path / "w.npy", chunks=arrays[0].chunks[0])
+    assert_close(gd.weighted_gram(arrays[0], wd).compute(), gk.weighted_gram(X, w), np.float64)
+
 
 def test_from_memmap_bad_input(tmp_path):
     raw = tmp_path / "X.bin"
@@ -284,6 +301,8 @@ def test_from_memmap_bad_input(tmp_path):
         gd.from_memmap(raw, shape=(10, 3), dtype=np.float64, offset=8)
     with pytest.raises(ValueError, match="order"):
         gd.from_memmap(raw, shape=(10, 3), dtype=np.float64, order="K")
+    with pytest.raises(TypeError, match=r"from_memmap\(m.filename"):
+        gd.from_memmap(np.memmap(raw, dtype=np.float64, mode="r", shape=(10, 3)))
 
 
 @pytest.fixture(scope="module")
