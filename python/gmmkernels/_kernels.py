@@ -234,9 +234,8 @@ def outer(y, x, *, out=None, threads=None, memory_limit=None, progress=False):
     if out is not None and isinstance(out, np.ndarray) and out.dtype in FLOAT_DTYPES:
         dtype = out.dtype
     else:
-        dtype = np.result_type(y.dtype, x.dtype, np.float32)
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError("outer works on float32 or float64, got %s" % dtype)
+        both_float32 = y.dtype == np.float32 and x.dtype == np.float32
+        dtype = np.dtype(np.float32 if both_float32 else np.float64)
     y = operand(y, dtype, "y", (None,))
     x = operand(x, dtype, "x", (None,))
     out = output(out, (y.shape[0], x.shape[0]), dtype, {"y": y, "x": x})
