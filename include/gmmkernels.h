@@ -138,7 +138,7 @@ int32_t gmk_outer(const gmk_array *y, const gmk_array *x,
 
 /* Which second moment gmk_mixture_pass accumulates. */
 typedef enum gmk_scatter {
-    GMK_SCATTER_NONE = 0,      /* log-likelihood only                        */
+    GMK_SCATTER_NONE = 0,      /* log-likelihood and counts only             */
     GMK_SCATTER_FULL = 1,      /* S2_k in full: K * d * d values             */
     GMK_SCATTER_TIED = 2,      /* sum over k of S2_k: d * d values           */
     GMK_SCATTER_DIAGONAL = 3   /* the diagonals of S2_k: K * d values        */

@@ -27,7 +27,7 @@ public enum MixtureScatter {
   case tied
   /// The diagonals of S2_k: K × d.
   case diagonal
-  /// Nothing beyond the log-likelihood (scoring only): counts and first moments stay zero.
+  /// The log-likelihood and the counts only (scoring): first moments stay zero.
   case none
 }
 
@@ -161,13 +161,8 @@ public func mixturePass<T: KernelScalar>(
   }
 
   try plan.run(rows: n, options: options) { w, rows in
-    // Rows taking part: all, or those of non-zero weight when only statistics are wanted.
     let idx = active[w]
-    var m = 0
-    for i in rows where perRowOutputs || (sampleWeights?[i] ?? 1) != 0 {
-      idx[m] = i
-      m += 1
-    }
+    let m = activeRows(rows, sampleWeights, all: perRowOutputs, into: idx)
     if m == 0 { return }
     let z = centred[w].pointer
     let lp = logp[w].pointer  // m × k
@@ -199,35 +194,22 @@ public func mixturePass<T: KernelScalar>(
       for t in 0..<m { lp[t * k + j] = ln - 0.5 * acc[t] }
     }
 
-    // 2. Log-sum-exp; lp becomes the responsibilities.
+    // 2. Log-sum-exp; lp becomes the responsibilities, times the sample weights.
     let st = stats[w].pointer
-    for t in 0..<m {
-      let row = lp + t * k
-      var top = -Double.infinity
-      for j in 0..<k where row[j] > top { top = row[j] }
-      var total = 0.0
-      for j in 0..<k { total += exp(row[j] - top) }
-      // With every component at −∞ (or a NaN), the row's likelihood is −∞ (or NaN).
-      let lse = top.isFinite ? top + log(total) : top + total
-      for j in 0..<k { row[j] = exp(row[j] - lse) }
-      let i = idx[t]
-      if let s = scores { s[i] = T(lse) }
-      if let r = responsibilities { for j in 0..<k { r[i, j] = T(row[j]) } }
-      st[0] += Double(sampleWeights?[i] ?? 1) * lse
-    }
+    normalizeRows(
+      lp, rows: m, components: k, indices: idx, sampleWeights: sampleWeights, scores: scores,
+      responsibilities: responsibilities, into: st)
     if scatter == .none { return }
 
-    // 3. Statistics, with the sample weights folded into the responsibilities.
-    let counts = st + 1
+    // 3. Statistics.
     let first = st + 1 + k
     let second = st + 1 + k + k * d
     for j in 0..<k {
       let mu = UnsafePointer(meanRows[j].pointer)
       var top = 0
       for t in 0..<m {
-        let rw = lp[t * k + j] * Double(sampleWeights?[idx[t]] ?? 1)
+        let rw = lp[t * k + j]
         if rw == 0 { continue }
-        counts[j] += rw
         let xi = x.row(idx[t])
         let f = first + j * d
         if syrkScatter {
@@ -260,10 +242,7 @@ public func mixturePass<T: KernelScalar>(
   }
 
   // Sum the workers' statistics and mirror the upper triangles.
-  let total = stats[0].pointer
-  for other in stats.dropFirst() {
-    for i in 0..<statsCount { total[i] += other.pointer[i] }
-  }
+  let total = sumOfWorkers(stats, count: statsCount)
   var result = MixtureStatistics(
     logLikelihood: total[0], counts: Array(UnsafeBufferPointer(start: total + 1, count: k)),
     firstMoments: Array(UnsafeBufferPointer(start: total + 1 + k, count: k * d)),
@@ -371,11 +350,7 @@ func liftedMixturePass<T: KernelScalar>(
 
   try plan.run(rows: n, options: options) { w, rows in
     let idx = active[w]
-    var m = 0
-    for i in rows where perRowOutputs || (sampleWeights?[i] ?? 1) != 0 {
-      idx[m] = i
-      m += 1
-    }
+    let m = activeRows(rows, sampleWeights, all: perRowOutputs, into: idx)
     if m == 0 { return }
     let z = zs[w].pointer
     let u = us[w].pointer
@@ -400,30 +375,14 @@ func liftedMixturePass<T: KernelScalar>(
     Double._gemm(
       transA: false, transB: false, m: m, n: k, k: d, alpha: 1, a: z, lda: d,
       b: linear.pointer, ldb: k, beta: 1, c: lp, ldc: k)
-    let st = stats[w].pointer
     for t in 0..<m {
       let row = lp + t * k
-      var top = -Double.infinity
-      for j in 0..<k {
-        row[j] = constant.pointer[j] - 0.5 * row[j]
-        if row[j] > top { top = row[j] }
-      }
-      var sum = 0.0
-      for j in 0..<k { sum += exp(row[j] - top) }
-      let lse = top.isFinite ? top + log(sum) : top + sum
-      for j in 0..<k { row[j] = exp(row[j] - lse) }
-      let i = idx[t]
-      if let s = scores { s[i] = T(lse) }
-      if let r = responsibilities { for j in 0..<k { r[i, j] = T(row[j]) } }
-      let wi = Double(sampleWeights?[i] ?? 1)
-      st[0] += wi * lse
-      if wantStats {
-        for j in 0..<k {
-          row[j] *= wi
-          st[1 + j] += row[j]
-        }
-      }
+      for j in 0..<k { row[j] = constant.pointer[j] - 0.5 * row[j] }
     }
+    let st = stats[w].pointer
+    normalizeRows(
+      lp, rows: m, components: k, indices: idx, sampleWeights: sampleWeights, scores: scores,
+      responsibilities: responsibilities, into: st)
     guard wantStats else { return }
     // Σ r z (K × d) and Σ r u(z) (K × lifted).
     Double._gemm(
@@ -434,10 +393,7 @@ func liftedMixturePass<T: KernelScalar>(
       b: u, ldb: lifted, beta: 1, c: st + 1 + k + k * d, ldc: lifted)
   }
 
-  let sum = stats[0].pointer
-  for other in stats.dropFirst() {
-    for i in 0..<statsCount { sum[i] += other.pointer[i] }
-  }
+  let sum = sumOfWorkers(stats, count: statsCount)
   var result = MixtureStatistics(
     logLikelihood: sum[0], counts: Array(UnsafeBufferPointer(start: sum + 1, count: k)),
     firstMoments: Array(repeating: 0, count: k * d), scatter: [])
@@ -462,4 +418,59 @@ func liftedMixturePass<T: KernelScalar>(
     }
   }
   return result
+}
+
+// MARK: - Shared by both passes
+
+/// Writes into `idx` the rows of `rows` that take part, all or those of non-zero sample
+/// weight, and returns their number.
+@inline(__always)
+func activeRows<T: KernelScalar>(
+  _ rows: Range<Int>, _ sampleWeights: StridedVector<T>?, all: Bool, into idx: UnsafeMutablePointer<Int>
+) -> Int {
+  var m = 0
+  for i in rows where all || (sampleWeights?[i] ?? 1) != 0 {
+    idx[m] = i
+    m += 1
+  }
+  return m
+}
+
+/// Turns each row of log-densities `lp` (rows × components) into responsibilities by
+/// log-sum-exp, writes the per-row outputs, adds w_i · score_i to st[0] and w_i r_ik to
+/// the counts st[1 + k], and leaves w_i r_ik in `lp` for the statistics.
+@inline(__always)
+func normalizeRows<T: KernelScalar>(
+  _ lp: UnsafeMutablePointer<Double>, rows m: Int, components k: Int, indices idx: UnsafePointer<Int>,
+  sampleWeights: StridedVector<T>?, scores: StridedVector<T>?, responsibilities: StridedMatrix<T>?,
+  into st: UnsafeMutablePointer<Double>
+) {
+  for t in 0..<m {
+    let row = lp + t * k
+    var top = -Double.infinity
+    for j in 0..<k where row[j] > top { top = row[j] }
+    var sum = 0.0
+    for j in 0..<k { sum += exp(row[j] - top) }
+    // With every component at −∞ (or a NaN), the row's likelihood is −∞ (or NaN).
+    let lse = top.isFinite ? top + log(sum) : top + sum
+    let i = idx[t]
+    let wi = Double(sampleWeights?[i] ?? 1)
+    st[0] += wi * lse
+    if let s = scores { s[i] = T(lse) }
+    for j in 0..<k {
+      let r = exp(row[j] - lse)
+      responsibilities?[i, j] = T(r)
+      row[j] = wi * r
+      st[1 + j] += wi * r
+    }
+  }
+}
+
+/// Adds every worker's statistics into the first worker's and returns them.
+func sumOfWorkers(_ stats: [Accumulator], count: Int) -> UnsafeMutablePointer<Double> {
+  let total = stats[0].pointer
+  for other in stats.dropFirst() {
+    for i in 0..<count { total[i] += other.pointer[i] }
+  }
+  return total
 }

@@ -47,48 +47,12 @@ public func quadform<T: KernelScalar>(
   guard out.count == n else {
     throw .invalidArgument("out must have \(n) elements for X of shape (\(n), \(d)), got \(out.count)")
   }
-  if n == 0 { return }
-  if d == 0 {
-    for i in 0..<n { out[i] = 0 }
-    return
-  }
-
-  let e = MemoryLayout<T>.stride
-  let symmetricInPlace = q.blasOperand != nil && isSymmetric(q)
-  let pack = center != nil || x.blasOperand == nil
-  let needs = WorkspaceNeeds(
-    shared: total(symmetricInPlace ? 0 : bytes(d, d, e), center != nil ? bytes(d, e) : 0),
-    perRow: total(pack ? bytes(d, e) : 0, bytes(d, e), MemoryLayout<Double>.stride),
-    preferredBlockRows: quadformBlockRows)
-  let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
-
-  let sCopy: Workspace<T>? = symmetricInPlace ? nil : try symmetrized(q)
-  defer { withExtendedLifetime(sCopy) {} }  // `s` points into it
-  let s = sCopy.map { BLASOperand(pointer: UnsafePointer($0.pointer), rowMajor: true, ld: d) } ?? q.blasOperand!
-  let c = try packVector(center)
-  let b = plan.blockRows
-  var packed: [Workspace<T>] = []
-  var products: [Workspace<T>] = []
-  var sums: [Accumulator] = []
-  for _ in 0..<plan.workers {
-    if pack { packed.append(try Workspace<T>(count: b * d)) }
-    products.append(try Workspace<T>(count: b * d))
-    sums.append(try Accumulator(count: b))
-  }
-
-  try plan.run(rows: n, options: options) { w, rows in
-    let m = rows.count
-    let a: BLASOperand<T>
-    if pack {
-      packRows(x.rows(rows), into: packed[w].pointer, center: c.map { UnsafePointer($0.pointer) })
-      a = BLASOperand(pointer: UnsafePointer(packed[w].pointer), rowMajor: true, ld: d)
-    } else {
-      a = x.rows(rows).blasOperand!
-    }
-    let acc = sums[w].pointer
-    quadformBlock(a, s, rows: m, cols: d, y: products[w].pointer, into: acc)
-    for i in 0..<m { out[rows.lowerBound + i] = T(acc[i]) }
-  }
+  // One matrix is the batch of one: out as an n × 1 matrix, the center as a 1 × d one.
+  try quadformMany(
+    x, [q],
+    centers: center.map { StridedMatrix(base: $0.base, rows: 1, cols: d, rowStride: 0, colStride: $0.stride) },
+    out: StridedMatrix(base: out.base, rows: n, cols: 1, rowStride: out.stride, colStride: 0),
+    options: options)
 }
 
 /// acc[i] = a_iᵀ S a_i for the `rows` rows of `a` (rows × cols), with `y` (rows × cols)
