@@ -13,6 +13,7 @@ from ._kernels import (
     weighted_sum,
 )
 from ._library import default_threads, library_path, library_version
+from .mixture import GaussianMixture
 
 __version__ = "0.1.0"
 
@@ -24,6 +25,7 @@ __all__ = [
     "weighted_sum",
     "matmul",
     "outer",
+    "GaussianMixture",
     "default_threads",
     "library_path",
     "library_version",
