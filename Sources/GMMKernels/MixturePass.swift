@@ -160,7 +160,7 @@ public func mixturePass<T: KernelScalar>(
     if blockProduct > 0 { gramProducts.append(try Workspace<T>(count: d * d)) }
   }
 
-  try plan.run(rows: n, options: options) { w, rows in
+  try plan.run(rows: n, options: options, reproducible: true) { w, rows in
     let idx = active[w]
     let m = activeRows(rows, sampleWeights, all: perRowOutputs, into: idx)
     if m == 0 { return }
@@ -348,7 +348,7 @@ func liftedMixturePass<T: KernelScalar>(
   }
   let refp = UnsafePointer(ref.pointer)
 
-  try plan.run(rows: n, options: options) { w, rows in
+  try plan.run(rows: n, options: options, reproducible: true) { w, rows in
     let idx = active[w]
     let m = activeRows(rows, sampleWeights, all: perRowOutputs, into: idx)
     if m == 0 { return }

@@ -101,16 +101,19 @@ struct RowBlockPlan: Equatable {
   }
 
   /// Runs `body(worker, rows)` over all row blocks of `0..<rows`, `workers` at a time, with
-  /// OpenBLAS set to `blasThreads`. Blocks go to whichever worker is free (dynamic schedule).
+  /// OpenBLAS set to `blasThreads`. Blocks go to whichever worker is free (dynamic schedule),
+  /// or, with `reproducible`, block b to worker b mod workers: kernels that sum per worker
+  /// then give the same bits on every call with the same thread count.
   /// Throws `.cancelled` when the cancel check fires; blocks already started are finished.
   func run(
-    rows: Int, options: KernelOptions, _ body: (_ worker: Int, _ rows: Range<Int>) -> Void
+    rows: Int, options: KernelOptions, reproducible: Bool = false,
+    _ body: (_ worker: Int, _ rows: Range<Int>) -> Void
   ) throws(KernelError) {
     guard rows > 0 else { return }
     let blocks = (rows + blockRows - 1) / blockRows
     var cancelled = false
     try BLASThreads.with(blasThreads) { () throws(KernelError) in
-      cancelled = parallelFor(blocks, workers: workers, options: options) { w, b in
+      cancelled = parallelFor(blocks, workers: workers, options: options, fixedOrder: reproducible) { w, b in
         let r = block(b, of: rows)
         body(w, r)
         options.progress?(r.count)
@@ -145,10 +148,12 @@ struct RowBlockPlan: Equatable {
 }
 
 /// Runs `body(worker, item)` for every item of `0..<count` on `workers` threads, each taking
-/// the next item when it is free. Before each item the cancel check runs; once it fires,
-/// no further item starts. Returns whether it fired.
+/// the next item when it is free (or, with `fixedOrder`, items w, w + workers, … for worker w).
+/// Before each item the cancel check runs; once it fires, no further item starts. Returns
+/// whether it fired.
 private func parallelFor(
-  _ count: Int, workers: Int, options: KernelOptions, _ body: (_ worker: Int, _ item: Int) -> Void
+  _ count: Int, workers: Int, options: KernelOptions, fixedOrder: Bool = false,
+  _ body: (_ worker: Int, _ item: Int) -> Void
 ) -> Bool {
   let next = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
   let stopped = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
@@ -158,9 +163,17 @@ private func parallelFor(
     next.deallocate()
     stopped.deallocate()
   }
+  let active = min(max(workers, 1), count)
   func worker(_ w: Int) {
+    var mine = w
     while true {
-      let item = Int(gmk_atomic_fetch_add_i64(next, 1))
+      let item: Int
+      if fixedOrder {
+        item = mine
+        mine += active
+      } else {
+        item = Int(gmk_atomic_fetch_add_i64(next, 1))
+      }
       if item >= count { return }
       if let isCancelled = options.isCancelled, isCancelled() {
         gmk_atomic_add_i64(stopped, 1)
@@ -169,10 +182,10 @@ private func parallelFor(
       body(w, item)
     }
   }
-  if workers <= 1 || count <= 1 {
+  if active <= 1 {
     worker(0)
   } else {
-    DispatchQueue.concurrentPerform(iterations: min(workers, count), execute: worker)
+    DispatchQueue.concurrentPerform(iterations: active, execute: worker)
   }
   return stopped.pointee != 0
 }

@@ -63,7 +63,7 @@ public func weightedGram<T: KernelScalar>(
     if !inPlace { packed.append(try Workspace<T>(count: b * d)) }
   }
 
-  try plan.run(rows: n, options: options) { w, rows in
+  try plan.run(rows: n, options: options, reproducible: true) { w, rows in
     // For Double the accumulator is the SYRK output itself (beta = 1).
     let g: UnsafeMutablePointer<T> =
       blockProduct > 0

@@ -46,7 +46,7 @@ public func weightedSum<T: KernelScalar>(
     if packR { rs.append(try Workspace<T>(count: plan.blockRows * k)) }
   }
 
-  try plan.run(rows: n, options: options) { w, rows in
+  try plan.run(rows: n, options: options, reproducible: true) { w, rows in
     let m = rows.count
     let a = packX ? packed(x.rows(rows), into: xs[w]) : x.rows(rows).blasOperand!
     let rr = packR ? packed(r.rows(rows), into: rs[w]) : r.rows(rows).blasOperand!

@@ -13,9 +13,18 @@ from ._kernels import (
     weighted_sum,
 )
 from ._library import default_threads, library_path, library_version
-from .mixture import GaussianMixture
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The estimator's module imports scikit-learn when it is installed (to be a proper
+    # sklearn estimator); load it on first use so that `import gmmkernels` stays numpy-only.
+    if name == "GaussianMixture":
+        from .mixture import GaussianMixture
+
+        return GaussianMixture
+    raise AttributeError("module 'gmmkernels' has no attribute %r" % name)
 
 __all__ = [
     "quadform",
