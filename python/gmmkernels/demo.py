@@ -12,6 +12,11 @@ random SPD Q and weights w with 30% zeros, and runs side by side:
 
 It prints time and peak extra memory of each, checks that the results agree, and removes
 the file unless --keep is given (a kept file of the same shape is reused next time).
+
+Then it fits a Gaussian mixture (gmmkernels.GaussianMixture, full covariances) on a second
+memmap file of clustered data ([200000, 64], 16 components by default), showing EM's
+progress, and prints the fitted model's summary and time beside scikit-learn's
+GaussianMixture started from the same draws, when scikit-learn is installed.
 The naive one-liners are not run here: at this size their temporaries alone are as large
 as X or twice as large (see ``python -m gmmkernels.bench`` for them at smaller n).
 """
@@ -20,6 +25,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -109,9 +115,94 @@ def max_rel_diff(a, ref):
 
 def main(argv=None):
     args = parse_args(argv)
+    args.progress = _tqdm_available() and sys.stdout.isatty()
+    if not args.skip_kernels:
+        kernels_demo(args)
+    if not args.skip_mixture:
+        print()
+        mixture_demo(args)
+
+
+def _clustered_file(path, n, d, k, dtype, seed=0):
+    """Writes n rows drawn from a random k-component Gaussian mixture, chunk by chunk."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(k, d))
+    factors = rng.normal(scale=1.0 / np.sqrt(d), size=(k, d, d)) + np.eye(d)
+    X = np.memmap(path, dtype=dtype, mode="w+", shape=(n, d))
+    chunk = max(1, _datafiles.CHUNK_BYTES // (d * 8))
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        labels = rng.integers(k, size=hi - lo)
+        z = rng.standard_normal((hi - lo, d))
+        X[lo:hi] = centers[labels] + np.einsum("ij,ijl->il", z, factors[labels])
+    X.flush()
+    del X
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n, d))
+
+
+def mixture_demo(args):
+    """Fits GaussianMixture on a memmap'd clustered X, beside scikit-learn's when installed."""
+    from ._measure import PeakMemory
+
+    n, d, k, dtype = args.mixture_n, args.mixture_d, args.components, np.dtype(args.dtype)
+    size = _datafiles.nbytes((n, d), dtype)
+    path = os.path.join(args.dir, "gmmkernels-demo-mixture-%dx%d-%s.dat" % (n, d, dtype.name))
+    print("Gaussian mixture: X %s x %d %s memmap (%s) from %d clusters; full covariances, "
+          "init_params='random_from_data', max_iter=%d"
+          % (f"{n:,}", d, dtype.name, format_bytes(size), k, args.mixture_iter))
+    X = _clustered_file(path, n, d, k, dtype)
+    try:
+        params = dict(n_components=k, covariance_type="full", init_params="random_from_data",
+                      max_iter=args.mixture_iter, random_state=0)
+        fits = [("gmmkernels.GaussianMixture", gmmkernels.GaussianMixture)]
+        if not args.no_sklearn:
+            try:
+                from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+            except ImportError:
+                print("scikit-learn is not installed: fitting with gmmkernels only")
+            else:
+                fits.append(("sklearn GaussianMixture", SklearnGaussianMixture))
+        rows, models = [], {}
+        for label, cls in fits:
+            print("fitting with %s ..." % label, flush=True)
+            verbose = {"verbose": 2, "verbose_interval": 1} if cls is gmmkernels.GaussianMixture else {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ConvergenceWarning at a small max_iter is expected
+                with PeakMemory() as mem:
+                    t0 = time.perf_counter()
+                    model = cls(**params, **verbose).fit(X)
+                    seconds = time.perf_counter() - t0
+            models[label] = model
+            rows.append((label, seconds, model.n_iter_, mem.peak, model.lower_bound_, model.converged_))
+        print()
+        fmt = "%-28s %9s %7s %12s %12s %16s %10s"
+        print(fmt % ("estimator", "seconds", "n_iter", "s/iteration", "peak extra", "lower bound", "converged"))
+        for label, seconds, n_iter, peak, bound, converged in rows:
+            print(fmt % (label, "%.2f" % seconds, n_iter, "%.3f" % (seconds / max(n_iter, 1)),
+                         format_bytes(peak), "%.10f" % bound, converged))
+        ours = models["gmmkernels.GaussianMixture"]
+        print()
+        print("fitted model: weights %s" % np.array2string(np.sort(ours.weights_)[::-1][:8], precision=3)
+              + (" ..." if k > 8 else ""))
+        print("              log-likelihood per sample %.6f, BIC %.6g" % (ours.score(X), ours.bic(X)))
+        if len(rows) == 2:
+            theirs = models["sklearn GaussianMixture"]
+            same = ours.n_iter_ == theirs.n_iter_
+            diff = max_rel_diff(ours.means_, theirs.means_)
+            print("agreement with scikit-learn: n_iter %s, means max rel diff %.1e, lower bound rel diff %.1e"
+                  % ("equal" if same else "DIFFERENT", diff,
+                     abs(ours.lower_bound_ - theirs.lower_bound_) / abs(theirs.lower_bound_)))
+            print("speed: %.1fx scikit-learn per iteration" % (
+                (rows[1][1] / max(rows[1][2], 1)) / (rows[0][1] / max(rows[0][2], 1))))
+    finally:
+        del X
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def kernels_demo(args):
     dtype = np.dtype(args.dtype)
     n, d = args.n, args.d
-    args.progress = _tqdm_available() and sys.stdout.isatty()
     size = _datafiles.nbytes((n, d), dtype)
     flops = float(n) * d * d
 
@@ -188,9 +279,16 @@ def parse_args(argv=None):
     p.add_argument("--keep", action="store_true", help="keep X's file (and reuse it next time)")
     p.add_argument("--cold", action="store_true",
                    help="drop X from the page cache before each call, so the disk is read each time")
+    p.add_argument("--skip-kernels", action="store_true", help="skip the quadform/weighted_gram part")
+    p.add_argument("--skip-mixture", action="store_true", help="skip the Gaussian mixture part")
+    p.add_argument("--mixture-n", type=int, default=200_000, help="rows of the mixture's X (default 200000)")
+    p.add_argument("--mixture-d", type=int, default=64, help="columns of the mixture's X (default 64)")
+    p.add_argument("--components", type=int, default=16, help="mixture components (default 16)")
+    p.add_argument("--mixture-iter", type=int, default=10, help="EM iterations at most (default 10)")
+    p.add_argument("--no-sklearn", action="store_true", help="do not fit scikit-learn's estimator beside")
     args = p.parse_args(argv)
-    if args.n < 1 or args.d < 1:
-        p.error("--n and --d must be positive")
+    if args.n < 1 or args.d < 1 or args.mixture_n < 1 or args.mixture_d < 1 or args.components < 1:
+        p.error("--n, --d, --mixture-n, --mixture-d and --components must be positive")
     if not os.path.isdir(args.dir):
         p.error("--dir %s is not a directory" % args.dir)
     return args
