@@ -423,6 +423,9 @@ def run_batch(args, kernels, dtype, rate):
               % (path, format_bytes(size)))
         print("reading X once: %.2f s cold (%.2f GB/s), %.2f s from the page cache (%.2f GB/s)"
               % (cold, size / cold / 1e9, hot, size / hot / 1e9))
+        if size < total_ram() / 2:
+            print("X fits in the page cache: K single calls or passes read the disk in their first pass only; "
+                  "with X larger than RAM each of the K passes reads it again")
         print("limit: K*n*d^2 flops at the %s rate (%.1f GFLOP/s) = %s; timed calls per method: %d (median)"
               % (gemm_name, rate, fmt_seconds(flops / (rate * 1e9)), repeat))
         print(BATCH_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% " + gemm_name, "vs K calls",
