@@ -2,7 +2,7 @@
 // written by row blocks (a memmap too): nothing n-sized is allocated.
 
 /// Rows of A per block: tall enough to amortise OpenBLAS's packing of B per call.
-let matmulBlockRows = 512
+let matmulBlockRows = 2048
 
 /// Writes `out = a · b` for `a` (n × k), `b` (k × m), `out` (n × m).
 ///

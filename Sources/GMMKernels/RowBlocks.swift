@@ -37,6 +37,8 @@ struct WorkspaceNeeds {
   var shared: Int = 0
   /// Allocated once per worker, independent of the block height (e.g. a d × d accumulator).
   var perWorker: Int = 0
+  /// Allocated once per worker beyond the first (the first writes into the output itself).
+  var perAdditionalWorker: Int = 0
   /// Allocated per worker for each row of its block (packed rows, block products).
   var perRow: Int = 0
   /// The block height that measured fastest for this kernel; fewer rows when memory is short.
@@ -62,26 +64,23 @@ struct RowBlockPlan: Equatable {
 
   /// The plan for `rows` rows: as many workers as there are threads and blocks, as long as
   /// each can hold at least one row within `options.memoryLimit`; with one worker, BLAS
-  /// gets the threads instead.
-  ///
-  /// With `tasksPerBlock`, blocks are taken one after another and the workers share each
-  /// block's tasks instead (see `runTasks`): at most one worker per task.
-  init(rows: Int, needs: WorkspaceNeeds, options: KernelOptions, tasksPerBlock: Int? = nil)
-    throws(KernelError)
-  {
+  /// gets the threads instead. Blocks are of about equal height, and their number a
+  /// multiple of the workers', so that no worker is left with a lone last block.
+  init(rows: Int, needs: WorkspaceNeeds, options: KernelOptions) throws(KernelError) {
     let threads = options.resolvedThreads
     let limit = options.memoryLimit
     let wanted = max(1, min(needs.preferredBlockRows, rows))
-    let parallelism = tasksPerBlock ?? (rows + wanted - 1) / wanted
-    var workers = max(1, min(threads, parallelism))
+    var workers = max(1, min(threads, (rows + wanted - 1) / wanted))
     while true {
-      let fixed = total(needs.shared, bytes(workers, needs.perWorker))
+      let fixed = total(
+        needs.shared, bytes(workers, needs.perWorker), bytes(workers - 1, needs.perAdditionalWorker))
       let perRow = bytes(workers, needs.perRow)
       let fit = limit < fixed ? 0 : perRow == 0 ? Int.max : (limit - fixed) / perRow
       if fit >= 1 {
-        // Balance: with parallel row blocks every worker gets a block of about the same height.
-        let balanced = tasksPerBlock == nil ? (rows + workers - 1) / workers : rows
-        let block = max(1, min(wanted, fit, balanced))
+        let height = min(wanted, fit)
+        var blocks = (rows + height - 1) / height
+        blocks = (blocks + workers - 1) / workers * workers
+        let block = max(1, min(height, (rows + blocks - 1) / blocks))
         self.init(
           workers: workers, blasThreads: workers == 1 ? threads : 1, blockRows: block,
           workspaceBytes: total(fixed, bytes(block, perRow)))
@@ -116,30 +115,6 @@ struct RowBlockPlan: Equatable {
       cancelled = parallelFor(blocks, workers: workers, options: options, fixedOrder: reproducible) { w, b in
         let r = block(b, of: rows)
         body(w, r)
-        options.progress?(r.count)
-      }
-    }
-    if cancelled { throw .cancelled }
-  }
-
-  /// Runs `body(worker, rows, task)` for each row block in order and, within a block, for
-  /// each of its `tasks` tasks (one per component, say) on the workers: each block of X is
-  /// read while it is hot for all tasks. Cancellation is checked between blocks.
-  func runTasks(
-    rows: Int, tasks: Int, options: KernelOptions,
-    _ body: (_ worker: Int, _ rows: Range<Int>, _ task: Int) -> Void
-  ) throws(KernelError) {
-    guard rows > 0 && tasks > 0 else { return }
-    let blocks = (rows + blockRows - 1) / blockRows
-    var cancelled = false
-    try BLASThreads.with(blasThreads) { () throws(KernelError) in
-      for b in 0..<blocks {
-        if let isCancelled = options.isCancelled, isCancelled() {
-          cancelled = true
-          return
-        }
-        let r = block(b, of: rows)
-        _ = parallelFor(tasks, workers: workers, options: KernelOptions()) { w, k in body(w, r, k) }
         options.progress?(r.count)
       }
     }

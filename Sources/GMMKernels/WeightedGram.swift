@@ -129,11 +129,15 @@ func addGramBlock<T: KernelScalar>(
   return written
 }
 
-/// acc[i, j] += g[i, j] for the upper triangle of d × d row-major matrices.
+/// acc[i, j] += g[i, j] for the upper triangle of d × d row-major matrices (g's leading
+/// dimension d, acc's `ld`).
 @inline(__always)
-func addUpper<T: KernelScalar>(_ g: UnsafePointer<T>, into acc: UnsafeMutablePointer<Double>, _ d: Int) {
+func addUpper<T: KernelScalar>(
+  _ g: UnsafePointer<T>, into acc: UnsafeMutablePointer<Double>, ld: Int? = nil, _ d: Int
+) {
+  let lda = ld ?? d
   for i in 0..<d {
-    for j in i..<d { acc[i * d + j] += Double(g[i * d + j]) }
+    for j in i..<d { acc[i * lda + j] += Double(g[i * d + j]) }
   }
 }
 

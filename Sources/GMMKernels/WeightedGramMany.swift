@@ -1,9 +1,10 @@
 // weighted_gram_many: G_k = Σ_i r_ik (x_i − c_k)(x_i − c_k)ᵀ for K weight columns over one X.
 //
-// K accumulators of d × d would not fit K times over, once per worker, so row blocks are
-// taken in order and the workers share each block's K components instead: each component
-// is owned by one worker at a time, and each block of X is read once, while hot, for all K.
-// For float64 the accumulators are the output itself when BLAS can write it.
+// Parallel row blocks as in `weighted_gram`; each worker runs all K components on its block
+// while the block is hot, so X is read once for all K. Each worker keeps K accumulators of
+// d × d, except that for float64 the first worker accumulates straight into `out` when BLAS
+// can write it; when K·d² does not fit the memory limit twice, one worker does it all with
+// threaded BLAS.
 
 /// Writes `out[k] = Σ_i r[i, k] (x_i − c_k)(x_i − c_k)ᵀ` (both triangles) for `x` (n × d).
 ///
@@ -38,31 +39,40 @@ public func weightedGramMany<T: KernelScalar>(
   if d == 0 || k == 0 { return }
 
   let e = MemoryLayout<T>.stride
-  // float64 accumulates straight into `out` when BLAS can write each out[k] row-major.
+  let dbl = MemoryLayout<Double>.stride
+  // float64 accumulates straight into `out` (in worker 0) when BLAS can write each out[k]
+  // row-major.
   let direct = T.self == Double.self && out.allSatisfy { $0.blasOperand?.rowMajor == true }
+  let accumulatorBytes = bytes(k, d, d, dbl)
   let blockProduct = T.self == Double.self ? 0 : bytes(d, d, e)
   let needs = WorkspaceNeeds(
-    shared: total(direct ? 0 : bytes(k, d, d, MemoryLayout<Double>.stride), centers != nil ? bytes(k, d, e) : 0),
-    perWorker: blockProduct,
+    shared: centers != nil ? bytes(k, d, e) : 0,
+    perWorker: total(direct ? 0 : accumulatorBytes, blockProduct),
+    perAdditionalWorker: direct ? accumulatorBytes : 0,
     perRow: bytes(d, e),
     preferredBlockRows: weightedGramBlockRows)
-  let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options, tasksPerBlock: k)
+  let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
 
-  var accumulators: [(pointer: UnsafeMutablePointer<Double>, ld: Int)] = []
+  // accumulators[w][j]: worker w's sum for component j (pointer, leading dimension).
+  var sums: [[(pointer: UnsafeMutablePointer<Double>, ld: Int)]] = []
   var owned: [Accumulator] = []
-  defer { withExtendedLifetime(owned) {} }  // `accumulators` point into them
-  for o in out {
-    if direct {
-      let op = o.blasOperand!
-      let p = UnsafeMutableRawPointer(mutating: op.pointer).assumingMemoryBound(to: Double.self)
-      for i in 0..<d { (p + i * op.ld).update(repeating: 0, count: d) }
-      accumulators.append((p, op.ld))
+  defer { withExtendedLifetime(owned) {} }  // `sums` point into them
+  for w in 0..<plan.workers {
+    var mine: [(pointer: UnsafeMutablePointer<Double>, ld: Int)] = []
+    if direct && w == 0 {
+      for o in out {
+        let op = o.blasOperand!
+        let p = UnsafeMutableRawPointer(mutating: op.pointer).assumingMemoryBound(to: Double.self)
+        for i in 0..<d { (p + i * op.ld).update(repeating: 0, count: d) }
+        mine.append((p, op.ld))
+      }
     } else {
-      let acc = try Accumulator(count: d * d)
+      let acc = try Accumulator(count: k * d * d)
       acc.zero()
       owned.append(acc)
-      accumulators.append((acc.pointer, d))
+      for j in 0..<k { mine.append((acc.pointer + j * d * d, d)) }
     }
+    sums.append(mine)
   }
   var centerRows: [Workspace<T>] = []
   if let centers {
@@ -75,27 +85,35 @@ public func weightedGramMany<T: KernelScalar>(
     if blockProduct > 0 { products.append(try Workspace<T>(count: d * d)) }
   }
 
-  try plan.runTasks(rows: n, tasks: k, options: options) { w, rows, j in
-    let acc = accumulators[j]
-    let g: UnsafeMutablePointer<T> =
-      blockProduct > 0 ? products[w].pointer : UnsafeMutableRawPointer(acc.pointer).assumingMemoryBound(to: T.self)
-    let written = addGramBlock(
-      x.rows(rows), weight: { r[rows.lowerBound + $0, j] },
-      center: centerRows.isEmpty ? nil : UnsafePointer(centerRows[j].pointer),
-      packed: packed[w].pointer, into: g, ldg: blockProduct > 0 ? d : acc.ld,
-      beta: blockProduct > 0 ? 0 : 1)
-    if blockProduct > 0 && written { addUpper(g, into: acc.pointer, d) }
+  try plan.run(rows: n, options: options, reproducible: true) { w, rows in
+    for j in 0..<k {
+      let acc = sums[w][j]
+      let g: UnsafeMutablePointer<T> =
+        blockProduct > 0 ? products[w].pointer : UnsafeMutableRawPointer(acc.pointer).assumingMemoryBound(to: T.self)
+      let written = addGramBlock(
+        x.rows(rows), weight: { r[rows.lowerBound + $0, j] },
+        center: centerRows.isEmpty ? nil : UnsafePointer(centerRows[j].pointer),
+        packed: packed[w].pointer, into: g, ldg: blockProduct > 0 ? d : acc.ld,
+        beta: blockProduct > 0 ? 0 : 1)
+      if blockProduct > 0 && written { addUpper(g, into: acc.pointer, ld: acc.ld, d) }
+    }
   }
 
-  for (j, o) in out.enumerated() {
-    let acc = accumulators[j]
-    if direct {
-      // Mirror the upper triangle in place.
+  // Sum the workers into the first and write out both triangles.
+  for j in 0..<k {
+    let first = sums[0][j]
+    for other in sums.dropFirst() {
+      let acc = other[j]
       for i in 0..<d {
-        for c in 0..<i { acc.pointer[i * acc.ld + c] = acc.pointer[c * acc.ld + i] }
+        for c in i..<d { first.pointer[i * first.ld + c] += acc.pointer[i * acc.ld + c] }
+      }
+    }
+    if direct {
+      for i in 0..<d {
+        for c in 0..<i { first.pointer[i * first.ld + c] = first.pointer[c * first.ld + i] }
       }
     } else {
-      storeSymmetric(acc.pointer, d, into: o)
+      storeSymmetric(first.pointer, d, into: out[j])
     }
   }
 }

@@ -26,12 +26,14 @@ final class RowBlockPlanTests: XCTestCase {
       // (Nothing needed within a limit of 0 has its own test below.)
       for limit in [0, 1, 100, 4_096, 100_000, 1 << 20, 64 << 20] where smallest > 0 || limit > 0 {
         for threads in [1, 2, 3, 8] {
-          for tasks in [nil, 1, 5] as [Int?] {
-            let context = "rows=\(rows) \(needs) limit=\(limit) threads=\(threads) tasksPerBlock=\(String(describing: tasks))"
+          for additional in [0, 800] {
+            var needs = needs
+            needs.perAdditionalWorker = additional
+            let context = "rows=\(rows) \(needs) limit=\(limit) threads=\(threads)"
             let plan: RowBlockPlan
             do {
               plan = try RowBlockPlan(
-                rows: rows, needs: needs, options: KernelOptions(threads: threads, memoryLimit: limit), tasksPerBlock: tasks)
+                rows: rows, needs: needs, options: KernelOptions(threads: threads, memoryLimit: limit))
             } catch {
               refusals += 1
               guard case .invalidArgument(let message) = error else {
@@ -45,7 +47,9 @@ final class RowBlockPlanTests: XCTestCase {
             plans += 1
             XCTAssertLessThanOrEqual(plan.workspaceBytes, limit, context)
             XCTAssertGreaterThanOrEqual(
-              plan.workspaceBytes, needs.shared + plan.workers * (needs.perWorker + plan.blockRows * needs.perRow),
+              plan.workspaceBytes,
+              needs.shared + plan.workers * (needs.perWorker + plan.blockRows * needs.perRow)
+                + (plan.workers - 1) * needs.perAdditionalWorker,
               "\(context): workspaceBytes does not cover the plan \(plan)")
             XCTAssertGreaterThanOrEqual(plan.blockRows, 1, context)
             XCTAssertLessThanOrEqual(plan.blockRows, max(needs.preferredBlockRows, 1), context)
@@ -55,9 +59,6 @@ final class RowBlockPlanTests: XCTestCase {
               XCTAssertEqual(plan.blasThreads, threads, "\(context): one worker gets every thread for BLAS")
             } else {
               XCTAssertEqual(plan.blasThreads, 1, "\(context): parallel workers with threaded BLAS")
-            }
-            if let tasks {
-              XCTAssertLessThanOrEqual(plan.workers, tasks, "\(context): more workers than tasks")
             }
           }
         }
