@@ -13,20 +13,20 @@ import _GMKTestSupport
 import Glibc
 #endif
 
-private let ok = Int32(GMK_OK.rawValue)
-private let valueError = Int32(GMK_ERR_VALUE.rawValue)
-private let typeError = Int32(GMK_ERR_TYPE.rawValue)
-private let memoryError = Int32(GMK_ERR_MEMORY.rawValue)
-private let cancelledStatus = Int32(GMK_ERR_CANCELLED.rawValue)
-private let float32Code = Int32(GMK_FLOAT32.rawValue)
-private let float64Code = Int32(GMK_FLOAT64.rawValue)
+let ok = Int32(GMK_OK.rawValue)
+let valueError = Int32(GMK_ERR_VALUE.rawValue)
+let typeError = Int32(GMK_ERR_TYPE.rawValue)
+let memoryError = Int32(GMK_ERR_MEMORY.rawValue)
+let cancelledStatus = Int32(GMK_ERR_CANCELLED.rawValue)
+let float32Code = Int32(GMK_FLOAT32.rawValue)
+let float64Code = Int32(GMK_FLOAT64.rawValue)
 
 /// The calling thread's last error message.
-private func lastError() -> String { String(cString: _GMKSupport.gmk_last_error()) }
+func lastError() -> String { String(cString: _GMKSupport.gmk_last_error()) }
 
 /// A gmk_array; entries of shape and strides beyond those given are filled with values
 /// that must be ignored.
-private func descriptor(
+func descriptor(
   _ data: UnsafeMutableRawPointer?, dtype: Int32, shape: [Int64], strides: [Int64], ndim: Int32? = nil
 ) -> gmk_array {
   let s = shape + [Int64](repeating: -7, count: 3 - shape.count)
@@ -35,13 +35,13 @@ private func descriptor(
     data: data, dtype: dtype, ndim: ndim ?? Int32(shape.count), shape: (s[0], s[1], s[2]), strides: (t[0], t[1], t[2]))
 }
 
-private func descriptor<T: KernelScalar>(_ m: TestMatrix<T>) -> gmk_array {
+func descriptor<T: KernelScalar>(_ m: TestMatrix<T>) -> gmk_array {
   descriptor(
     m.view.base, dtype: T.self == Float.self ? float32Code : float64Code,
     shape: [Int64(m.rows), Int64(m.cols)], strides: [Int64(m.view.rowStride), Int64(m.view.colStride)])
 }
 
-private func descriptor<T: KernelScalar>(_ v: TestVector<T>) -> gmk_array {
+func descriptor<T: KernelScalar>(_ v: TestVector<T>) -> gmk_array {
   descriptor(
     v.view.base, dtype: T.self == Float.self ? float32Code : float64Code,
     shape: [Int64(v.count)], strides: [Int64(v.view.stride)])
@@ -65,7 +65,7 @@ private func callGram(
   }
 }
 
-private func withOptionalPointers<R>(
+func withOptionalPointers<R>(
   _ a: gmk_array?, _ b: gmk_array?, _ c: gmk_array?, _ d: gmk_array?, _ o: gmk_options?,
   _ body: (UnsafePointer<gmk_array>?, UnsafePointer<gmk_array>?, UnsafePointer<gmk_array>?, UnsafePointer<gmk_array>?, UnsafePointer<gmk_options>?) -> R
 ) -> R {
@@ -76,7 +76,7 @@ private func withOptionalPointers<R>(
   return pointer(a) { pa in pointer(b) { pb in pointer(c) { pc in pointer(d) { pd in pointer(o) { po in body(pa, pb, pc, pd, po) } } } } }
 }
 
-private func options(
+func options(
   threads: Int32 = 0, reserved: Int32 = 0, memoryLimit: Int64 = 0,
   cancel: UnsafePointer<Int32>? = nil, rowsDone: UnsafeMutablePointer<Int64>? = nil
 ) -> gmk_options {
@@ -122,6 +122,16 @@ private final class Problem<T: KernelScalar> {
     let want = referenceWeightedGram(x: x.values, rows: n, cols: d, weights: weighted ? w.values : nil, center: center.values)
     return firstMismatch(gram.values, want, bound: roundingBound(T.self, terms: n))
   }
+}
+
+/// Asserts `status` and a message for this thread that names `argument`.
+func assertFailure(
+  _ status: Int32, _ expected: Int32, names argument: String, _ context: String,
+  file: StaticString = #filePath, line: UInt = #line
+) {
+  XCTAssertEqual(status, expected, "\(context): status (message: \(lastError()))", file: file, line: line)
+  let message = lastError()
+  XCTAssertTrue(message.contains(argument), "\(context): message \"\(message)\" does not name \(argument)", file: file, line: line)
 }
 
 /// Runs `body` in a child process and returns how it ended: its exit code, or the signal
@@ -203,16 +213,6 @@ final class CABITests: XCTestCase {
     }
     let want = referenceQuadform(x: p.x.values, rows: p.n, cols: p.d, q: p.q.values)
     XCTAssertNil(firstMismatch(p.out.values, want, bound: roundingBound(T.self, terms: 2 * p.d)))
-  }
-
-  /// Asserts `status` and a message for this thread that names `argument`.
-  private func assertFailure(
-    _ status: Int32, _ expected: Int32, names argument: String, _ context: String,
-    file: StaticString = #filePath, line: UInt = #line
-  ) {
-    XCTAssertEqual(status, expected, "\(context): status (message: \(lastError()))", file: file, line: line)
-    let message = lastError()
-    XCTAssertTrue(message.contains(argument), "\(context): message \"\(message)\" does not name \(argument)", file: file, line: line)
   }
 
   func testNullPointers() {

@@ -1,7 +1,12 @@
+import Foundation
 import GMMKernels
 import XCTest
 import _GMKSupport
 import _GMKTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A counter that kernel callbacks update from worker threads.
 final class AtomicCounter: @unchecked Sendable {
@@ -62,4 +67,64 @@ let exactWeights: [Double] = [0, 1, 4, 9, -1, -4, 1, 4]
 /// half integer) below 2²³.
 func exactValues(_ rng: inout SplitMix64, count: Int) -> [Double] {
   rng.integers(count: count, in: -4...4)
+}
+
+/// Runs `body` with the process's standard output and standard error sent to a temporary
+/// file, and returns what was written there: for libraries (BLAS) that report misuse by
+/// printing instead of failing.
+func capturedOutput(_ body: () -> Void) -> String {
+  fflush(stdout)
+  fflush(stderr)
+  var template = Array("/tmp/gmk-output-XXXXXX".utf8CString)
+  let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+  guard fd >= 0 else {
+    XCTFail("could not create a temporary file")
+    body()
+    return ""
+  }
+  let path = String(cString: template)
+  let (savedOut, savedErr) = (dup(1), dup(2))
+  dup2(fd, 1)
+  dup2(fd, 2)
+  body()
+  fflush(stdout)
+  fflush(stderr)
+  dup2(savedOut, 1)
+  dup2(savedErr, 2)
+  close(savedOut)
+  close(savedErr)
+  close(fd)
+  defer { unlink(path) }
+  return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+}
+
+/// The threads that finished row blocks, recorded from the progress callback.
+final class WorkerThreads: @unchecked Sendable {
+  private let lock = NSLock()
+  private var seen: Set<UInt> = []
+
+  func record() {
+    let id = UInt(pthread_self())
+    lock.lock()
+    seen.insert(id)
+    lock.unlock()
+  }
+
+  var count: Int {
+    lock.lock()
+    defer { lock.unlock() }
+    return seen.count
+  }
+}
+
+/// Options that pause each worker for a millisecond after each block it finishes, so that
+/// with several workers and blocks every worker takes blocks (and their partial results
+/// must be combined), and record which threads did.
+func spreadingOptions(threads: Int, workers: WorkerThreads) -> KernelOptions {
+  KernelOptions(
+    threads: threads,
+    progress: { _ in
+      workers.record()
+      usleep(1000)
+    })
 }

@@ -205,6 +205,19 @@ public final class TestMatrix<T: KernelScalar> {
     return v
   }
 
+  /// The matrix as `count` stacked matrices of `rows / count` rows each (the K matrices of a
+  /// K × d × d array, say): block k is rows k·(rows / count) ..< (k + 1)·(rows / count).
+  public func rowBlocks(_ count: Int) -> [StridedMatrix<T>] {
+    if count == 0 { return [] }
+    precondition(count > 0 && rows % count == 0)
+    let height = rows / count
+    return (0..<count).map {
+      StridedMatrix(
+        base: view.base + $0 * height * view.rowStride, rows: height, cols: cols,
+        rowStride: view.rowStride, colStride: view.colStride)
+    }
+  }
+
   /// Whether nothing outside the view's elements was written since creation.
   public func onlyViewChanged() -> Bool {
     var offsets: [Int] = []

@@ -163,3 +163,80 @@ public func matrixVector(_ a: [Double], rows: Int, cols: Int, _ t: [Double]) -> 
     return s
   }
 }
+
+/// Q_k's quadratic forms for K matrices over one X: an n × K row-major result,
+/// out[i, k] = (x_i − c_k)ᵀ Q_k (x_i − c_k), with `centers` (K × d, row-major) or nil.
+public func referenceQuadformMany(
+  x: [Double], rows n: Int, cols d: Int, qs: [[Double]], centers: [Double]? = nil
+) -> Reference {
+  let k = qs.count
+  var values = [Double](repeating: 0, count: n * k)
+  var magnitudes = [Double](repeating: 0, count: n * k)
+  for j in 0..<k {
+    let c = centers.map { Array($0[(j * d)..<(j * d + d)]) }
+    let one = referenceQuadform(x: x, rows: n, cols: d, q: qs[j], center: c)
+    for i in 0..<n {
+      values[i * k + j] = one.values[i]
+      magnitudes[i * k + j] = one.magnitudes[i]
+    }
+  }
+  return Reference(values: values, magnitudes: magnitudes)
+}
+
+/// G_k = Σ_i r_ik (x_i − c_k)(x_i − c_k)ᵀ for the K columns of r (n × K, row-major):
+/// K × d × d, row-major, with `centers` (K × d) or nil.
+public func referenceWeightedGramMany(
+  x: [Double], rows n: Int, cols d: Int, r: [Double], components k: Int, centers: [Double]? = nil
+) -> Reference {
+  var values: [Double] = []
+  var magnitudes: [Double] = []
+  for j in 0..<k {
+    let weights = (0..<n).map { r[$0 * k + j] }
+    let c = centers.map { Array($0[(j * d)..<(j * d + d)]) }
+    let one = referenceWeightedGram(x: x, rows: n, cols: d, weights: weights, center: c)
+    values += one.values
+    magnitudes += one.magnitudes
+  }
+  return Reference(values: values, magnitudes: magnitudes)
+}
+
+/// Rᵀ X (K × d, row-major) for x (n × d) and r (n × K), both row-major.
+public func referenceWeightedSum(x: [Double], rows n: Int, cols d: Int, r: [Double], components k: Int) -> Reference {
+  var values = [Double](repeating: 0, count: k * d)
+  var magnitudes = [Double](repeating: 0, count: k * d)
+  for i in 0..<n {
+    for j in 0..<k {
+      let rij = r[i * k + j]
+      for c in 0..<d {
+        let term = rij * x[i * d + c]
+        values[j * d + c] += term
+        magnitudes[j * d + c] += abs(term)
+      }
+    }
+  }
+  return Reference(values: values, magnitudes: magnitudes)
+}
+
+/// A B (n × m, row-major) for a (n × k) and b (k × m), both row-major.
+public func referenceMatmul(a: [Double], rows n: Int, inner k: Int, b: [Double], cols m: Int) -> Reference {
+  var values = [Double](repeating: 0, count: n * m)
+  var magnitudes = [Double](repeating: 0, count: n * m)
+  for i in 0..<n {
+    for p in 0..<k {
+      let aip = a[i * k + p]
+      for j in 0..<m {
+        let term = aip * b[p * m + j]
+        values[i * m + j] += term
+        magnitudes[i * m + j] += abs(term)
+      }
+    }
+  }
+  return Reference(values: values, magnitudes: magnitudes)
+}
+
+/// y_i · x_j (n × m, row-major) for values exactly representable in `T`, rounded to `T`
+/// once, as `T`'s own multiplication rounds it: the Double product of two Floats is exact,
+/// so rounding it to Float gives Float's correctly rounded product.
+public func referenceOuter<T: BinaryFloatingPoint>(_: T.Type, y: [Double], x: [Double]) -> [Double] {
+  y.flatMap { yi in x.map { Double(T(yi * $0)) } }
+}

@@ -26,8 +26,10 @@ public func relativeError(_ got: Double, _ want: Double, magnitude: Double) -> D
 
 /// A description of the first result that is not within `bound` · magnitude of the
 /// reference, or nil when all are. A NaN reference requires a NaN result; a NaN result
-/// against a number is a mismatch.
-public func firstMismatch(_ got: [Double], _ want: Reference, bound: Double) -> String? {
+/// against a number is a mismatch. `absolute` allows that much more for every result: the
+/// underflow of a result rounded to a narrower type (at most half that type's least
+/// nonzero magnitude), which no relative bound covers.
+public func firstMismatch(_ got: [Double], _ want: Reference, bound: Double, absolute: Double = 0) -> String? {
   guard got.count == want.values.count else {
     return "got \(got.count) results, want \(want.values.count)"
   }
@@ -39,7 +41,7 @@ public func firstMismatch(_ got: [Double], _ want: Reference, bound: Double) -> 
       continue
     }
     let err = relativeError(g, w, magnitude: want.magnitudes[i])
-    if !(err <= bound) {
+    if !(err <= bound) && !(abs(g - w) <= bound * want.magnitudes[i] + absolute) {
       return "element \(i): got \(g), want \(w) (relative error \(err) > bound \(bound), magnitude \(want.magnitudes[i]))"
     }
   }
@@ -52,6 +54,17 @@ public func firstDifference(_ got: [Double], _ want: [Double]) -> String? {
   guard got.count == want.count else { return "got \(got.count) results, want \(want.count)" }
   for i in 0..<got.count where !(got[i] == want[i]) {
     return "element \(i): got \(got[i]), want exactly \(want[i])"
+  }
+  return nil
+}
+
+/// A description of the first element whose bits differ from `want` (so −0 and +0 differ),
+/// where any NaN matches any NaN (payloads and signs of NaN are not specified), or nil.
+public func firstBitwiseDifference(_ got: [Double], _ want: [Double]) -> String? {
+  guard got.count == want.count else { return "got \(got.count) results, want \(want.count)" }
+  for i in 0..<got.count {
+    if got[i].isNaN && want[i].isNaN { continue }
+    if got[i].bitPattern != want[i].bitPattern { return "element \(i): got \(got[i]), want exactly \(want[i])" }
   }
   return nil
 }

@@ -43,6 +43,21 @@ static const double Q[D][D] = {{2.0, 0.5, -1.0}, {1.5, 1.0, 0.25}, {0.0, -0.75, 
 static const double C[D] = {0.25, -0.5, 1.0};
 static const double W[N] = {1.0, 0.0, -0.5, 2.0, 0.25, -1.5, 0.75};
 
+/* K matrices and centers for gmk_quadform_many; a K-component mixture for gmk_mixture_pass
+ * (symmetric positive definite precisions, means inside the data, sample weights >= 0). */
+#define K 2
+static const double QS[K][D][D] = {
+    {{2.0, 0.5, -1.0}, {1.5, 1.0, 0.25}, {0.0, -0.75, 3.0}},
+    {{1.0, -0.25, 0.0}, {0.5, 2.0, 1.0}, {0.25, 0.0, 0.5}},
+};
+static const double CS[K][D] = {{0.25, -0.5, 1.0}, {-1.0, 0.5, 0.0}};
+static const double LAMBDA[K][D][D] = {
+    {{1.5, 0.25, 0.0}, {0.25, 1.0, -0.125}, {0.0, -0.125, 0.75}},
+    {{0.5, 0.0, 0.125}, {0.0, 2.0, 0.25}, {0.125, 0.25, 1.25}},
+};
+static const double LOG_NORM[K] = {-2.5, -3.0};
+static const double SAMPLE_W[N] = {1.0, 0.0, 0.5, 2.0, 1.0, 1.5, 0.25};
+
 /* q_i = (x_i - c)^T Q (x_i - c) and G = sum_i w_i (x_i - c)(x_i - c)^T with their
  * magnitudes, by plain loops in double. */
 static void reference(double q[N], double qmag[N], double g[D][D], double gmag[D][D]) {
@@ -179,6 +194,139 @@ static void check_errors(void) {
     check(strcmp(gmk_last_error(), "") == 0, "a successful call clears the message");
 }
 
+/* gmk_quadform_many: out[i][k] = (x_i - c_k)^T Q_k (x_i - c_k), X in C order, the Qs as
+ * a (K, D, D) array in C order, out (N, K) in Fortran order. */
+static void check_quadform_many(void) {
+    double x[N * D], qs[K * D * D], cs[K * D], out[K * N];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) x[i * D + j] = X[i][j];
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < D; j++) {
+            cs[k * D + j] = CS[k][j];
+            for (int l = 0; l < D; l++) qs[(k * D + j) * D + l] = QS[k][j][l];
+        }
+    const int64_t e = sizeof(double);
+    gmk_array ax = array2(x, GMK_FLOAT64, N, D, D * e, e);
+    gmk_array aqs = array2(qs, GMK_FLOAT64, K, D, D * D * e, D * e);
+    aqs.ndim = 3;
+    aqs.shape[2] = D;
+    aqs.strides[2] = e;
+    gmk_array acs = array2(cs, GMK_FLOAT64, K, D, D * e, e);
+    gmk_array aout = array2(out, GMK_FLOAT64, N, K, e, N * e);
+
+    int64_t rows_done = 0;
+    gmk_options options = {2, 0, 0, NULL, &rows_done};
+    check(gmk_quadform_many(&ax, &aqs, &acs, &aout, &options) == GMK_OK, "gmk_quadform_many returns GMK_OK");
+    check(strcmp(gmk_last_error(), "") == 0, "gmk_quadform_many leaves no error message");
+    check(rows_done == N, "gmk_quadform_many reports every row in rows_done");
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < K; k++) {
+            double want = 0, magnitude = 0;
+            for (int j = 0; j < D; j++)
+                for (int l = 0; l < D; l++) {
+                    double yj = X[i][j] - CS[k][j], yl = X[i][l] - CS[k][l];
+                    want += yj * QS[k][j][l] * yl;
+                    magnitude += fabs(yj * 0.5 * (QS[k][j][l] + QS[k][l][j]) * yl);
+                }
+            check(close_to(out[k * N + i], want, magnitude, 2 * D, DBL_EPSILON), "gmk_quadform_many value");
+        }
+}
+
+/* gmk_mixture_pass with the full scatter: log-densities, log-sum-exp, responsibilities and
+ * the statistics centred at the means, against the definitions by plain loops. Each value's
+ * magnitude is the sum its rounding errors scale with: the quadratic forms' absolute terms
+ * about the mean of the means m (e = |x - m| + |mu_k - m|), carried through log-sum-exp,
+ * the responsibilities and the sums over rows. */
+static void check_mixture_pass(void) {
+    double x[N * D], w[N], log_norm[K], means[K * D], lambda[K * D * D];
+    double resp[N * K], score[N], stats[1 + K + K * D + K * D * D];
+    for (int i = 0; i < N; i++) {
+        w[i] = SAMPLE_W[i];
+        for (int j = 0; j < D; j++) x[i * D + j] = X[i][j];
+    }
+    for (int k = 0; k < K; k++) {
+        log_norm[k] = LOG_NORM[k];
+        for (int j = 0; j < D; j++) {
+            means[k * D + j] = CS[k][j];
+            for (int l = 0; l < D; l++) lambda[(k * D + j) * D + l] = LAMBDA[k][j][l];
+        }
+    }
+    const int64_t e = sizeof(double);
+    gmk_array ax = array2(x, GMK_FLOAT64, N, D, D * e, e);
+    gmk_array aw = array1(w, GMK_FLOAT64, N, e);
+    gmk_array aln = array1(log_norm, GMK_FLOAT64, K, e);
+    gmk_array amu = array2(means, GMK_FLOAT64, K, D, D * e, e);
+    gmk_array alambda = array2(lambda, GMK_FLOAT64, K, D, D * D * e, D * e);
+    alambda.ndim = 3;
+    alambda.shape[2] = D;
+    alambda.strides[2] = e;
+    gmk_array aresp = array2(resp, GMK_FLOAT64, N, K, K * e, e);
+    gmk_array ascore = array1(score, GMK_FLOAT64, N, e);
+    gmk_array astats = array1(stats, GMK_FLOAT64, 1 + K + K * D + K * D * D, e);
+
+    int64_t rows_done = 0;
+    gmk_options options = {2, 0, 0, NULL, &rows_done};
+    check(gmk_mixture_pass(&ax, &aw, &aln, &amu, &alambda, GMK_SCATTER_FULL, &aresp, &ascore, &astats, &options) == GMK_OK,
+          "gmk_mixture_pass returns GMK_OK");
+    check(strcmp(gmk_last_error(), "") == 0, "gmk_mixture_pass leaves no error message");
+    check(rows_done == N, "gmk_mixture_pass reports every row in rows_done");
+
+    double want[1 + K + K * D + K * D * D] = {0}, magnitude[1 + K + K * D + K * D * D] = {0};
+    double m[D] = {0};
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < D; j++) m[j] += CS[k][j] / K;
+    const int terms = D * (D + 1) / 2 + D + 1 + K + N;
+    for (int i = 0; i < N; i++) {
+        double lp[K], size[K], ex[K][D], top = -INFINITY;
+        for (int k = 0; k < K; k++) {
+            double q = 0, qmag = 0;
+            for (int j = 0; j < D; j++) ex[k][j] = fabs(X[i][j] - m[j]) + fabs(CS[k][j] - m[j]);
+            for (int j = 0; j < D; j++)
+                for (int l = 0; l < D; l++) {
+                    q += (X[i][j] - CS[k][j]) * LAMBDA[k][j][l] * (X[i][l] - CS[k][l]);
+                    qmag += ex[k][j] * fabs(LAMBDA[k][j][l]) * ex[k][l];
+                }
+            lp[k] = LOG_NORM[k] - 0.5 * q;
+            size[k] = fabs(LOG_NORM[k]) + 0.5 * qmag;
+            if (lp[k] > top) top = lp[k];
+        }
+        double total = 0, largest = 0;
+        for (int k = 0; k < K; k++) {
+            total += exp(lp[k] - top);
+            if (size[k] > largest) largest = size[k];
+        }
+        double lse = top + log(total);
+        double score_magnitude = largest + fabs(lse) + 1;
+        check(close_to(score[i], lse, score_magnitude, terms, DBL_EPSILON), "gmk_mixture_pass score");
+        want[0] += SAMPLE_W[i] * lse;
+        magnitude[0] += SAMPLE_W[i] * score_magnitude;
+        for (int k = 0; k < K; k++) {
+            double r = exp(lp[k] - lse), rmag = r * (size[k] + score_magnitude + 1);
+            check(close_to(resp[i * K + k], r, rmag, terms, DBL_EPSILON), "gmk_mixture_pass responsibility");
+            double wr = SAMPLE_W[i] * r, wrmag = SAMPLE_W[i] * rmag;
+            want[1 + k] += wr;
+            magnitude[1 + k] += wrmag;
+            for (int j = 0; j < D; j++) {
+                double yj = X[i][j] - CS[k][j];
+                want[1 + K + k * D + j] += wr * yj;
+                magnitude[1 + K + k * D + j] += wrmag * ex[k][j];
+                for (int l = 0; l < D; l++) {
+                    want[1 + K + K * D + (k * D + j) * D + l] += wr * yj * (X[i][l] - CS[k][l]);
+                    magnitude[1 + K + K * D + (k * D + j) * D + l] += wrmag * ex[k][j] * ex[k][l];
+                }
+            }
+        }
+    }
+    for (int t = 0; t < 1 + K + K * D + K * D * D; t++)
+        check(close_to(stats[t], want[t], magnitude[t], terms, DBL_EPSILON), "gmk_mixture_pass statistic");
+
+    /* stats_out of the wrong length: an error that names it. */
+    astats.shape[0] -= 1;
+    check(gmk_mixture_pass(&ax, &aw, &aln, &amu, &alambda, GMK_SCATTER_FULL, NULL, NULL, &astats, NULL) == GMK_ERR_VALUE,
+          "a short stats_out gives GMK_ERR_VALUE");
+    check(strstr(gmk_last_error(), "stats_out") != NULL, "the message for a short stats_out names stats_out");
+}
+
 int main(void) {
     check(gmk_abi_version() == GMK_ABI_VERSION, "gmk_abi_version() == GMK_ABI_VERSION");
     check(gmk_version() != NULL && gmk_version()[0] != '\0', "gmk_version() is a non-empty string");
@@ -189,6 +337,8 @@ int main(void) {
     check_float64(q, qmag, g, gmag);
     check_float32(q, qmag, g, gmag);
     check_errors();
+    check_quadform_many();
+    check_mixture_pass();
 
     printf("abi_check: libgmmkernels %s, ABI %d: %d checks, %d failed\n", gmk_version(), gmk_abi_version(), checks,
            failures);

@@ -1,0 +1,288 @@
+@testable import GMMKernels
+import XCTest
+import _GMKTestSupport
+
+/// The inputs of one matmul call, as Doubles, and where to put them.
+struct MatmulCase {
+  var n: Int
+  var k: Int
+  var m: Int
+  var a: [Double]
+  var b: [Double]
+  var aLayout: MatrixLayout = .cOrder
+  var bLayout: MatrixLayout = .cOrder
+  var outLayout: MatrixLayout = .cOrder
+
+  var description: String { "A (\(n), \(k)) \(aLayout), B (\(k), \(m)) \(bLayout), out \(outLayout)" }
+}
+
+/// Runs matmul on `c` in `T`; checks that A and B came back unchanged and nothing outside
+/// `out` was written; returns A B (n × m, row-major) and the reference.
+func runMatmul<T: KernelScalar>(
+  _: T.Type, _ c: MatmulCase, options: KernelOptions = KernelOptions(),
+  file: StaticString = #filePath, line: UInt = #line
+) -> (got: [Double], want: Reference)? {
+  let a = TestMatrix<T>(rows: c.n, cols: c.k, layout: c.aLayout, values: c.a)
+  let b = TestMatrix<T>(rows: c.k, cols: c.m, layout: c.bLayout, values: c.b)
+  let out = TestMatrix<T>(rows: c.n, cols: c.m, layout: c.outLayout)
+  defer { withExtendedLifetime((a, b, out)) {} }
+  let before = (a.snapshot(), b.snapshot())
+  let context = "\(T.self) \(c.description)"
+  do {
+    try matmul(a.view, b.view, out: out.view, options: options)
+  } catch {
+    XCTFail("\(context): threw \(error)", file: file, line: line)
+    return nil
+  }
+  XCTAssertTrue(a.unchanged(since: before.0), "\(context): A was modified", file: file, line: line)
+  XCTAssertTrue(b.unchanged(since: before.1), "\(context): B was modified", file: file, line: line)
+  XCTAssertTrue(out.onlyViewChanged(), "\(context): wrote outside out", file: file, line: line)
+  return (out.values, referenceMatmul(a: a.values, rows: c.n, inner: c.k, b: b.values, cols: c.m))
+}
+
+func checkMatmul<T: KernelScalar>(
+  _: T.Type, _ c: MatmulCase, options: KernelOptions = KernelOptions(),
+  file: StaticString = #filePath, line: UInt = #line
+) {
+  guard let run = runMatmul(T.self, c, options: options, file: file, line: line) else { return }
+  XCTAssertNil(
+    firstMismatch(run.got, run.want, bound: roundingBound(T.self, terms: c.k)), "\(T.self) \(c.description)",
+    file: file, line: line)
+}
+
+func checkMatmulExact<T: KernelScalar>(
+  _: T.Type, _ c: MatmulCase, options: KernelOptions = KernelOptions(),
+  file: StaticString = #filePath, line: UInt = #line
+) {
+  guard let run = runMatmul(T.self, c, options: options, file: file, line: line) else { return }
+  XCTAssertNil(firstDifference(run.got, run.want.values), "\(T.self) \(c.description)", file: file, line: line)
+}
+
+/// A memory limit with room for a packed copy of B and about 40 packed rows of A and of
+/// the product; a packed block of m rows of A takes m·k·e bytes, so no such block holds
+/// more than `limit / (k·e)` rows.
+func smallMatmulLimit(k: Int, m: Int, elementSize e: Int) -> Int { k * m * e + 40 * (k + m) * e }
+
+final class MatmulTests: XCTestCase {
+  func testRandomDataAgainstReference() {
+    random(Float.self)
+    random(Double.self)
+  }
+
+  private func random<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 401)
+    for (n, k, m) in [(1, 1, 1), (1, 30, 1), (7, 2, 9), (100, 5, 3), (60, 33, 40), (1100, 3, 2)] {
+      checkMatmul(T.self, MatmulCase(n: n, k: k, m: m, a: rng.uniform(count: n * k, -1, 1), b: rng.uniform(count: k * m, -1, 1)))
+    }
+  }
+
+  /// Sizes that do not divide the block, a memory limit that forces many small blocks, and
+  /// 1, 2 and 3 threads; integer data, so every block boundary must give exact results.
+  func testBlocksAndThreads() {
+    blocks(Float.self)
+    blocks(Double.self)
+  }
+
+  private func blocks<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 402)
+    let (k, m) = (6, 5)
+    let e = MemoryLayout<T>.stride
+    let limit = smallMatmulLimit(k: k, m: m, elementSize: e)
+    let maxRowsPerBlock = limit / (k * e)
+    for n in [1, 7, matmulBlockRows + 1, 2 * matmulBlockRows + 5] {
+      for threads in [1, 2, 3] {
+        // A packed and out through workspace (BLAS cannot take negative strides): the limit
+        // bounds the block height.
+        var c = MatmulCase(n: n, k: k, m: m, a: exactValues(&rng, count: n * k), b: exactValues(&rng, count: k * m))
+        c.aLayout = .reversedRows
+        c.outLayout = .reversedRows
+        let rows = AtomicCounter()
+        let calls = AtomicCounter()
+        checkMatmulExact(T.self, c, options: progressOptions(threads: threads, memoryLimit: limit, rows: rows, calls: calls))
+        let context = "\(T.self) \(c.description) threads=\(threads)"
+        XCTAssertEqual(rows.value, n, "\(context): rows reported")
+        XCTAssertGreaterThanOrEqual(
+          calls.value, (n + maxRowsPerBlock - 1) / maxRowsPerBlock, "\(context): too few blocks for memory_limit=\(limit)")
+        // Everything in place: BLAS reads A's blocks and writes out's blocks directly.
+        c.aLayout = .cOrder
+        c.outLayout = .cOrder
+        checkMatmulExact(T.self, c, options: KernelOptions(threads: threads, memoryLimit: limit))
+        c.outLayout = .fortranOrder
+        checkMatmulExact(T.self, c, options: KernelOptions(threads: threads, memoryLimit: limit))
+      }
+    }
+    // Every worker takes blocks (as many as the CPUs run at once, given enough blocks of the
+    // preferred height).
+    for threads in [2, 3] {
+      let n = 2 * matmulBlockRows + 5
+      var c = MatmulCase(n: n, k: k, m: m, a: exactValues(&rng, count: n * k), b: exactValues(&rng, count: k * m))
+      c.aLayout = .reversedRows
+      let workers = WorkerThreads()
+      checkMatmulExact(T.self, c, options: spreadingOptions(threads: threads, workers: workers))
+      XCTAssertGreaterThanOrEqual(workers.count, min(threads, KernelOptions.availableCPUs), "\(T.self) threads=\(threads): threads that took blocks")
+    }
+  }
+
+  /// Every storage layout of A and out, crossed (column-major out blocks are written as
+  /// the transposed product), with B in every layout in turn.
+  func testEveryLayout() {
+    layouts(Float.self)
+    layouts(Double.self)
+  }
+
+  private func layouts<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 403)
+    let all = MatrixLayout.all
+    var i = 0
+    for aLayout in all {
+      for outLayout in all {
+        let (n, k, m) = (21, 4, 6)
+        var c = MatmulCase(n: n, k: k, m: m, a: exactValues(&rng, count: n * k), b: exactValues(&rng, count: k * m))
+        c.aLayout = aLayout
+        c.outLayout = outLayout
+        c.bLayout = all[i % all.count]
+        checkMatmulExact(T.self, c)
+        checkMatmulExact(T.self, c, options: KernelOptions(threads: 2, memoryLimit: smallMatmulLimit(k: k, m: m, elementSize: MemoryLayout<T>.stride)))
+        i += 1
+      }
+    }
+  }
+
+  func testEmptyAndDegenerateShapes() {
+    empty(Float.self)
+    empty(Double.self)
+  }
+
+  private func empty<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 404)
+    // n = 0 or m = 0: nothing to write.
+    XCTAssertEqual(runMatmul(T.self, MatmulCase(n: 0, k: 3, m: 4, a: [], b: rng.uniform(count: 12, -1, 1)))?.got, [])
+    XCTAssertEqual(runMatmul(T.self, MatmulCase(n: 5, k: 3, m: 0, a: rng.uniform(count: 15, -1, 1), b: []))?.got, [])
+    // k = 0: every element is an empty sum, exactly 0 (out starts as NaN).
+    for layout in [MatrixLayout.cOrder, .fortranOrder, .reversedBoth] {
+      var c = MatmulCase(n: 700, k: 0, m: 3, a: [], b: [])
+      c.outLayout = layout
+      XCTAssertEqual(runMatmul(T.self, c)?.got, [Double](repeating: 0, count: 700 * 3), "\(T.self) \(c.description)")
+    }
+    // Vectors: (n, 1) × (1, m), (1, k) × (k, 1), (n, k) × (k, 1), in column-major too.
+    for (n, k, m) in [(9, 1, 7), (1, 12, 1), (600, 5, 1), (1, 5, 600)] {
+      for layout in [MatrixLayout.cOrder, .fortranOrder] {
+        let c = MatmulCase(
+          n: n, k: k, m: m, a: exactValues(&rng, count: n * k), b: exactValues(&rng, count: k * m),
+          aLayout: layout, bLayout: layout, outLayout: layout)
+        checkMatmulExact(T.self, c)
+        checkMatmulExact(T.self, c, options: KernelOptions(threads: 3, memoryLimit: smallMatmulLimit(k: k, m: m, elementSize: MemoryLayout<T>.stride)))
+      }
+    }
+  }
+
+  func testShapeMismatchesThrow() {
+    shapeMismatches(Float.self)
+    shapeMismatches(Double.self)
+  }
+
+  private func shapeMismatches<T: KernelScalar>(_: T.Type) {
+    let (n, k, m) = (10, 4, 3)
+    let a = TestMatrix<T>(rows: n, cols: k, values: [Double](repeating: 1, count: n * k))
+    let b = TestMatrix<T>(rows: k, cols: m, values: [Double](repeating: 1, count: k * m))
+    let tallB = TestMatrix<T>(rows: k + 1, cols: m, values: [Double](repeating: 1, count: (k + 1) * m))
+    defer { withExtendedLifetime((a, b, tallB)) {} }
+    // The inner dimensions, with both shapes in the message.
+    let o = TestMatrix<T>(rows: n, cols: m)
+    defer { withExtendedLifetime(o) {} }
+    let inner = thrownError { () throws(KernelError) in try matmul(a.view, tallB.view, out: o.view) }
+    assertInvalidArgument(inner, mentions: "inner dimensions", "\(T.self) matmul (10, 4) × (5, 3)")
+    assertInvalidArgument(inner, mentions: "(10, 4)", "\(T.self) matmul (10, 4) × (5, 3)")
+    assertInvalidArgument(inner, mentions: "(5, 3)", "\(T.self) matmul (10, 4) × (5, 3)")
+    XCTAssertTrue(o.untouched(), "\(T.self): out written before the inner dimension check")
+    for (rows, cols) in [(n, m + 1), (n - 1, m), (m, n)] {
+      let wrong = TestMatrix<T>(rows: rows, cols: cols)
+      defer { withExtendedLifetime(wrong) {} }
+      let error = thrownError { () throws(KernelError) in try matmul(a.view, b.view, out: wrong.view) }
+      assertInvalidArgument(error, mentions: "out", "\(T.self) matmul with out (\(rows), \(cols))")
+      XCTAssertTrue(wrong.untouched(), "\(T.self): out written before the out check")
+    }
+  }
+
+  func testMemoryLimitTooSmallThrows() {
+    tooSmall(Float.self)
+    tooSmall(Double.self)
+  }
+
+  private func tooSmall<T: KernelScalar>(_: T.Type) {
+    let (n, k, m) = (100, 16, 8)
+    // A packed: one row takes k·e bytes of workspace.
+    let a = TestMatrix<T>(rows: n, cols: k, layout: .everyOtherColumn, values: [Double](repeating: 1, count: n * k))
+    let b = TestMatrix<T>(rows: k, cols: m, values: [Double](repeating: 1, count: k * m))
+    defer { withExtendedLifetime((a, b)) {} }
+    for limit in [1, 8, k * MemoryLayout<T>.stride - 1] {
+      for threads in [1, 3] {
+        let out = TestMatrix<T>(rows: n, cols: m)
+        defer { withExtendedLifetime(out) {} }
+        let error = thrownError { () throws(KernelError) in
+          try matmul(a.view, b.view, out: out.view, options: KernelOptions(threads: threads, memoryLimit: limit))
+        }
+        assertInvalidArgument(error, mentions: "memory_limit", "\(T.self) memoryLimit=\(limit) threads=\(threads)")
+        XCTAssertTrue(out.untouched(), "\(T.self) memoryLimit=\(limit): out was written")
+      }
+    }
+  }
+
+  func testCancellation() {
+    cancellation(Float.self)
+    cancellation(Double.self)
+  }
+
+  private func cancellation<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 405)
+    let (n, k, m) = (2000, 4, 3)
+    let a = TestMatrix<T>(rows: n, cols: k, layout: .reversedRows, values: rng.uniform(count: n * k, -1, 1))
+    let b = TestMatrix<T>(rows: k, cols: m, values: rng.uniform(count: k * m, -1, 1))
+    defer { withExtendedLifetime((a, b)) {} }
+    let limit = smallMatmulLimit(k: k, m: m, elementSize: MemoryLayout<T>.stride)
+    for threads in [1, 2] {
+      let out = TestMatrix<T>(rows: n, cols: m)
+      defer { withExtendedLifetime(out) {} }
+      let error = thrownError { () throws(KernelError) in
+        try matmul(a.view, b.view, out: out.view, options: KernelOptions(threads: threads, memoryLimit: limit, isCancelled: { true }))
+      }
+      XCTAssertEqual(error, .cancelled, "\(T.self) threads=\(threads)")
+      XCTAssertTrue(out.untouched(), "\(T.self) threads=\(threads): out written after a cancel before any block")
+
+      // Cancelled after a few blocks: the rows written are exactly the rows reported.
+      let partial = TestMatrix<T>(rows: n, cols: m)
+      defer { withExtendedLifetime(partial) {} }
+      let polls = AtomicCounter()
+      let rows = AtomicCounter()
+      let options = KernelOptions(
+        threads: threads, memoryLimit: limit, isCancelled: { polls.fetchAdd(1) >= 3 }, progress: { rows.add($0) })
+      let stopped = thrownError { () throws(KernelError) in try matmul(a.view, b.view, out: partial.view, options: options) }
+      XCTAssertEqual(stopped, .cancelled, "\(T.self) threads=\(threads)")
+      XCTAssertGreaterThan(rows.value, 0, "\(T.self) threads=\(threads): no block finished before the cancel")
+      XCTAssertLessThan(rows.value, n, "\(T.self) threads=\(threads): every row was computed despite the cancel")
+      let values = partial.values
+      let written = (0..<n).filter { i in (0..<m).allSatisfy { !values[i * m + $0].isNaN } }.count
+      XCTAssertEqual(written, rows.value, "\(T.self) threads=\(threads): rows written vs rows reported")
+      XCTAssertTrue(partial.onlyViewChanged())
+    }
+  }
+
+  func testProgressCountsEveryRow() {
+    progress(Float.self)
+    progress(Double.self)
+  }
+
+  private func progress<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 406)
+    for n in [0, 1, 1500] {
+      for threads in [nil, 1, 2, 3] as [Int?] {
+        let (k, m) = (3, 2)
+        let rows = AtomicCounter()
+        let calls = AtomicCounter()
+        let c = MatmulCase(n: n, k: k, m: m, a: rng.uniform(count: n * k, -1, 1), b: rng.uniform(count: k * m, -1, 1))
+        checkMatmul(T.self, c, options: progressOptions(threads: threads, rows: rows, calls: calls))
+        XCTAssertEqual(rows.value, n, "\(T.self) n=\(n) threads=\(String(describing: threads))")
+      }
+    }
+  }
+}
