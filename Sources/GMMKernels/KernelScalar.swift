@@ -22,6 +22,11 @@ public protocol KernelScalar: BinaryFloatingPoint, Sendable {
 @inline(__always)
 private func cblasTrans(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
 
+/// A leading dimension BLAS accepts: at least 1 even when a dimension is 0 (nothing is read
+/// then, but the reference BLAS checks, and OpenBLAS complains on stderr).
+@inline(__always)
+private func ld(_ value: Int) -> blasint { blasint(max(1, value)) }
+
 extension Double: KernelScalar {
   public static func _gemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
@@ -31,7 +36,7 @@ extension Double: KernelScalar {
   ) {
     cblas_dgemm(
       CblasRowMajor, cblasTrans(transA), cblasTrans(transB), blasint(m), blasint(n), blasint(k),
-      alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+      alpha, a, ld(lda), b, ld(ldb), beta, c, ld(ldc))
   }
 
   public static func _syrkUpper(
@@ -40,7 +45,7 @@ extension Double: KernelScalar {
   ) {
     cblas_dsyrk(
       CblasRowMajor, CblasUpper, cblasTrans(trans), blasint(n), blasint(k),
-      alpha, a, blasint(lda), beta, c, blasint(ldc))
+      alpha, a, ld(lda), beta, c, ld(ldc))
   }
 }
 
@@ -53,7 +58,7 @@ extension Float: KernelScalar {
   ) {
     cblas_sgemm(
       CblasRowMajor, cblasTrans(transA), cblasTrans(transB), blasint(m), blasint(n), blasint(k),
-      alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+      alpha, a, ld(lda), b, ld(ldb), beta, c, ld(ldc))
   }
 
   public static func _syrkUpper(
@@ -62,6 +67,6 @@ extension Float: KernelScalar {
   ) {
     cblas_ssyrk(
       CblasRowMajor, CblasUpper, cblasTrans(trans), blasint(n), blasint(k),
-      alpha, a, blasint(lda), beta, c, blasint(ldc))
+      alpha, a, ld(lda), beta, c, ld(ldc))
   }
 }

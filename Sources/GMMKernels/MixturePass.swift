@@ -73,35 +73,14 @@ public func mixturePass<T: KernelScalar>(
   responsibilities: StridedMatrix<T>? = nil, scores: StridedVector<T>? = nil,
   options: KernelOptions = KernelOptions()
 ) throws(KernelError) -> MixtureStatistics {
+  try checkMixtureArguments(
+    x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: precisions,
+    responsibilities: responsibilities, scores: scores)
   let n = x.rows
   let d = x.cols
   let k = logNorm.count
-  guard k >= 1 else { throw .invalidArgument("a mixture needs at least one component, got log_norm of length 0") }
-  guard means.rows == k && means.cols == d else {
-    throw .invalidArgument("means must be (\(k), \(d)) for \(k) components and X of shape (\(n), \(d)), got (\(means.rows), \(means.cols))")
-  }
-  switch precisions {
-  case .matrices(let qs):
-    guard qs.count == k else { throw .invalidArgument("precisions must hold \(k) matrices, got \(qs.count)") }
-    for (j, q) in qs.enumerated() where q.rows != d || q.cols != d {
-      throw .invalidArgument("precisions[\(j)] must be (\(d), \(d)), got (\(q.rows), \(q.cols))")
-    }
-  case .diagonal(let p):
-    guard p.rows == k && p.cols == d else {
-      throw .invalidArgument("diagonal precisions must be (\(k), \(d)), got (\(p.rows), \(p.cols))")
-    }
-  }
-  if let w = sampleWeights, w.count != n {
-    throw .invalidArgument("sample_weight must have \(n) elements for X of shape (\(n), \(d)), got \(w.count)")
-  }
-  if let r = responsibilities, r.rows != n || r.cols != k {
-    throw .invalidArgument("resp_out must be (\(n), \(k)), got (\(r.rows), \(r.cols))")
-  }
-  if let s = scores, s.count != n {
-    throw .invalidArgument("score_out must have \(n) elements, got \(s.count)")
-  }
 
-  if case .matrices(let qs) = precisions, d <= liftedMaxFeatures, scatter != .diagonal {
+  if case .matrices(let qs) = precisions, d > 0, d <= liftedMaxFeatures, scatter != .diagonal {
     return try liftedMixturePass(
       x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: qs,
       scatter: scatter, responsibilities: responsibilities, scores: scores, options: options)
@@ -418,6 +397,41 @@ func liftedMixturePass<T: KernelScalar>(
     }
   }
   return result
+}
+
+/// Throws `KernelError.invalidArgument` unless the arguments of `mixturePass` fit together.
+public func checkMixtureArguments<T: KernelScalar>(
+  _ x: StridedMatrix<T>, sampleWeights: StridedVector<T>?, logNorm: StridedVector<T>,
+  means: StridedMatrix<T>, precisions: MixturePrecisions<T>,
+  responsibilities: StridedMatrix<T>?, scores: StridedVector<T>?
+) throws(KernelError) {
+  let n = x.rows
+  let d = x.cols
+  let k = logNorm.count
+  guard k >= 1 else { throw .invalidArgument("a mixture needs at least one component, got log_norm of length 0") }
+  guard means.rows == k && means.cols == d else {
+    throw .invalidArgument("means must be (\(k), \(d)) for \(k) components and X of shape (\(n), \(d)), got (\(means.rows), \(means.cols))")
+  }
+  switch precisions {
+  case .matrices(let qs):
+    guard qs.count == k else { throw .invalidArgument("precisions must hold \(k) matrices, got \(qs.count)") }
+    for (j, q) in qs.enumerated() where q.rows != d || q.cols != d {
+      throw .invalidArgument("precisions[\(j)] must be (\(d), \(d)), got (\(q.rows), \(q.cols))")
+    }
+  case .diagonal(let p):
+    guard p.rows == k && p.cols == d else {
+      throw .invalidArgument("diagonal precisions must be (\(k), \(d)), got (\(p.rows), \(p.cols))")
+    }
+  }
+  if let w = sampleWeights, w.count != n {
+    throw .invalidArgument("sample_weight must have \(n) elements for X of shape (\(n), \(d)), got \(w.count)")
+  }
+  if let r = responsibilities, r.rows != n || r.cols != k {
+    throw .invalidArgument("resp_out must be (\(n), \(k)), got (\(r.rows), \(r.cols))")
+  }
+  if let s = scores, s.count != n {
+    throw .invalidArgument("score_out must have \(n) elements, got \(s.count)")
+  }
 }
 
 // MARK: - Shared by both passes

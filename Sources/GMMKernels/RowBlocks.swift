@@ -78,7 +78,7 @@ struct RowBlockPlan: Equatable {
       let fit = limit < fixed ? 0 : perRow == 0 ? Int.max : (limit - fixed) / perRow
       if fit >= 1 {
         let height = min(wanted, fit)
-        var blocks = (rows + height - 1) / height
+        var blocks = max(1, (rows + height - 1) / height)
         blocks = (blocks + workers - 1) / workers * workers
         let block = max(1, min(height, (rows + blocks - 1) / blocks))
         self.init(

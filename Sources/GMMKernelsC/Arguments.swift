@@ -143,7 +143,8 @@ func checked(_ a: ArrayPointer, _ name: String, ndim expected: Int32?) throws(Ke
       let (c, o2) = count.multipliedReportingOverflow(by: s)
       guard !o1 && !o2 else { throw overflow }
       let (sum, o3) = st < 0 ? below.addingReportingOverflow(span) : above.addingReportingOverflow(span)
-      guard !o3 else { throw overflow }
+      // Offsets are formed as signed 64-bit products: each must fit.
+      guard !o3, sum <= UInt64(Int64.max) else { throw overflow }
       if st < 0 { below = sum } else { above = sum }
       count = c
     }

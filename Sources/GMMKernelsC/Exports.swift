@@ -171,17 +171,59 @@ struct MixturePassCall: KernelCall {
     let lambda: MixturePrecisions<T> =
       p.ndim == 3 ? .matrices(try a.matrices(T.self, precisions, "precisions"))
       : .diagonal(try a.matrix(T.self, precisions, "precisions"))
+    let x: StridedMatrix<T> = a.x(T.self)
+    let weights = try a.optionalVector(T.self, sampleWeight, "sample_weight")
+    let norms = try a.vector(T.self, logNorm, "log_norm")
+    let mu = try a.matrix(T.self, means, "means")
+    let resp = try a.optionalMatrix(T.self, respOut, "resp_out")
+    let scores = try a.optionalVector(T.self, scoreOut, "score_out")
+    try checkMixtureArguments(
+      x, sampleWeights: weights, logNorm: norms, means: mu, precisions: lambda,
+      responsibilities: resp, scores: scores)
+    // Checked before the pass, so that a failed call writes no output.
     let stats = try a.float64Vector(statsOut, "stats_out")
-    let result = try mixturePass(
-      a.x(T.self), sampleWeights: a.optionalVector(T.self, sampleWeight, "sample_weight"),
-      logNorm: a.vector(T.self, logNorm, "log_norm"), means: a.matrix(T.self, means, "means"),
-      precisions: lambda, scatter: kind,
-      responsibilities: a.optionalMatrix(T.self, respOut, "resp_out"),
-      scores: a.optionalVector(T.self, scoreOut, "score_out"), options: a.options)
-    let values = [result.logLikelihood] + result.counts + result.firstMoments + result.scatter
-    guard stats.count == values.count else {
-      throw .invalidArgument("stats_out must have \(values.count) elements (1 + K + K*d + scatter), got \(stats.count)")
+    let k = norms.count
+    let d = x.cols
+    let second: Int?
+    switch kind {
+    case .full: second = product(k, d, d)
+    case .tied: second = product(d, d)
+    case .diagonal: second = product(k, d)
+    case .none: second = 0
     }
+    let wanted = second.flatMap { s in product(k, d).flatMap { sum(1, k, $0, s) } }
+    guard let wanted, stats.count == wanted else {
+      throw .invalidArgument(
+        "stats_out must have \(wanted.map(String.init) ?? "more than Int.max") elements "
+          + "(1 + K + K*d + scatter), got \(stats.count)")
+    }
+    let result = try mixturePass(
+      x, sampleWeights: weights, logNorm: norms, means: mu, precisions: lambda, scatter: kind,
+      responsibilities: resp, scores: scores, options: a.options)
+    let values = [result.logLikelihood] + result.counts + result.firstMoments + result.scatter
+    guard values.count == stats.count else { throw .invalidArgument("stats_out has the wrong length") }
     for (i, v) in values.enumerated() { stats[i] = v }
   }
+}
+
+/// The product of `factors`, or nil when it overflows.
+private func product(_ factors: Int...) -> Int? {
+  var r = 1
+  for f in factors {
+    let (p, o) = r.multipliedReportingOverflow(by: f)
+    if o { return nil }
+    r = p
+  }
+  return r
+}
+
+/// The sum of `terms`, or nil when it overflows.
+private func sum(_ terms: Int...) -> Int? {
+  var r = 0
+  for t in terms {
+    let (s, o) = r.addingReportingOverflow(t)
+    if o { return nil }
+    r = s
+  }
+  return r
 }

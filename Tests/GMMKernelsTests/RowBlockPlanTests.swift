@@ -88,7 +88,10 @@ final class RowBlockPlanTests: XCTestCase {
     let plan = try RowBlockPlan(rows: 100_000, needs: needs, options: KernelOptions(threads: 3, memoryLimit: 64 << 20))
     XCTAssertEqual(plan.workers, 3)
     XCTAssertEqual(plan.blasThreads, 1)
-    XCTAssertEqual(plan.blockRows, 256)
+    // About the preferred height, in a number of blocks that the workers share evenly.
+    XCTAssertLessThanOrEqual(plan.blockRows, 256)
+    XCTAssertGreaterThan(plan.blockRows, 250)
+    XCTAssertEqual((100_000 + plan.blockRows - 1) / plan.blockRows % 3, 0)
     // A single block's worth of rows goes to one worker with threaded BLAS.
     let one = try RowBlockPlan(rows: 100, needs: needs, options: KernelOptions(threads: 3, memoryLimit: 64 << 20))
     XCTAssertEqual(one.workers, 1)
