@@ -13,6 +13,21 @@ not read by the EM passes), ``predict_proba(X, out=...)`` and ``score_samples(X,
 writing into a given array (a memmap too), ``threads`` and ``memory_limit`` passed to every
 kernel, and :func:`select_n_components`.
 
+Dask arrays
+-----------
+X may be a dask array chunked by rows (one chunk along the columns), e.g. from
+:func:`gmmkernels.dask.from_memmap`; ``sample_weight`` is then a numpy array or a dask
+array with X's row chunks. ``fit`` runs on dask's scheduler (a ``distributed.Client`` if
+one is active): each EM iteration is one :func:`gmmkernels.dask.mixture_pass`, fused
+statistics per row block added up by a tree of tasks, and the initialisation is made of
+such reductions too, with the same random draws as for numpy X, so a fit from the same
+``random_state`` or initial parameters equals the in-memory fit to rounding. ``score``,
+``bic`` and ``aic`` are computed; ``predict``, ``predict_proba``, ``score_samples`` and
+``fit_predict``'s labels are **lazy dask arrays** with X's row chunks (nothing is read until
+they are computed; ``out=`` is for numpy X only). The estimator's reads of X are the
+methods of one small backend chosen by the type of X (:class:`_InMemoryPasses`, and
+``_dask_passes.DaskPasses`` for dask); dask is imported only when X is a dask array.
+
 The M-step from the pass statistics
 -----------------------------------
 The pass returns, centred at the means μ° it was given, ``N_k = Σ_i w_i r_ik``,
@@ -50,6 +65,7 @@ import functools
 import inspect
 import math
 import numbers
+import sys
 import warnings
 from time import time
 
@@ -511,30 +527,58 @@ def _statistics_from_responsibilities(X, responsibilities, centers, covariance_t
     return counts, first, second
 
 
-def _tied_covariance_of_all_rows(X, sample_weight, nk, means, reg_covar, *, threads=None, memory_limit=None):
-    """scikit-learn's tied estimator, ``(Σ_i w_i x_i x_iᵀ − Σ_k nk_k μ_k μ_kᵀ) / Σ_k nk_k + reg_covar·I``.
+def _hard_responsibilities(centers, center_norms, rows, block, *, threads=None, memory_limit=None):
+    """One-hot responsibilities of each row's nearest center, shape (n_rows, n_components)."""
+    labels, _ = _kmeans.nearest_center(block, centers, center_norms, threads=threads, memory_limit=memory_limit)
+    resp = np.zeros((block.shape[0], centers.shape[0]))
+    resp[np.arange(block.shape[0]), labels] = 1.0
+    return resp
 
-    It equals Σ_k scatter_k / Σ_k nk only when every row's responsibilities sum to one. For
-    responsibilities one-hot at K seed rows ('k-means++', 'random_from_data') the other rows
-    still enter through Σ x xᵀ; this reproduces that so those initialisations start where
-    scikit-learn's start. One pass over X by row blocks.
-    """
+
+def _uniform_responsibilities(random_state, n_components, sample_weight, rows, block):
+    """scikit-learn's ``uniform(size=(n_samples, n_components))``, normalised, drawn block by
+    block (the same stream); with sample weights, only rows of positive weight draw."""
+    if sample_weight is None:
+        resp = random_state.uniform(size=(block.shape[0], n_components))
+        resp /= resp.sum(axis=1)[:, np.newaxis]
+        return resp
+    drawing = np.flatnonzero(sample_weight[rows] > 0)
+    draws = random_state.uniform(size=(drawing.shape[0], n_components))
+    resp = np.zeros((block.shape[0], n_components))
+    resp[drawing] = draws / draws.sum(axis=1)[:, np.newaxis]
+    return resp
+
+
+def _gram_of_rows(X, sample_weight, *, threads=None, memory_limit=None):
+    """``Σ_i w_i x_i x_iᵀ`` in float64, shape (n_features, n_features); X read by row blocks."""
     n, d = X.shape
     gram = np.zeros((d, d))
     for rows in _kmeans.row_blocks(n, _kmeans.block_rows(memory_limit, 8 * d + 8)):
         w = None if sample_weight is None else sample_weight[rows]
         gram += weighted_gram(_kmeans.as_float64(X[rows]), w, threads=threads, memory_limit=memory_limit)
+    return gram
+
+
+def _tied_covariance_of_all_rows(gram, nk, means, reg_covar):
+    """scikit-learn's tied estimator, ``(Σ_i w_i x_i x_iᵀ − Σ_k nk_k μ_k μ_kᵀ) / Σ_k nk_k + reg_covar·I``.
+
+    It equals Σ_k scatter_k / Σ_k nk only when every row's responsibilities sum to one. For
+    responsibilities one-hot at K seed rows ('k-means++', 'random_from_data') the other rows
+    still enter through Σ x xᵀ (``gram``, one pass over X); this reproduces that so those
+    initialisations start where scikit-learn's start.
+    """
+    d = gram.shape[0]
     covariance = (gram - (nk * means.T) @ means) / np.sum(nk)
     covariance.flat[:: d + 1] += reg_covar
     return covariance
 
 
-def _one_hot_statistics(X, indices, covariance_type, sample_weight):
+def _one_hot_statistics(passes, X, indices, covariance_type, sample_weight):
     """Statistics of responsibilities that are one-hot at rows ``indices`` (one per component),
     centred at those rows: N_k = w_i, S1 = S2 = 0. Reads only those rows of X."""
-    centers = _kmeans.as_float64(X[indices])
+    centers = _kmeans.as_float64(passes.rows(X, indices))
     k, d = centers.shape
-    counts = np.ones(k) if sample_weight is None else np.asarray(sample_weight[indices], np.float64)
+    counts = np.ones(k) if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, indices))
     second = np.zeros({"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d)))
     return counts, np.zeros((k, d)), second, centers
 
@@ -628,17 +672,24 @@ def _validate_without_sklearn(estimator, X, reset):
             "array.reshape(1, -1) if it contains a single sample."
             % ("scalar" if X.ndim == 0 else "%dD" % X.ndim, X)
         )
-    n, d = X.shape
+    _check_sizes(estimator, X.shape, reset)
+    return X
+
+
+def _check_sizes(estimator, shape, reset):
+    """scikit-learn's checks of the number of samples and features of a 2-D X of ``shape``;
+    sets ``n_features_in_`` (``reset``) or checks X against it."""
+    n, d = shape
     min_samples = 2 if reset else 1
     if n < min_samples:
         raise ValueError(
             "Found array with %d sample(s) (shape=%s) while a minimum of %d is required by %s."
-            % (n, X.shape, min_samples, type(estimator).__name__)
+            % (n, shape, min_samples, type(estimator).__name__)
         )
     if d < 1:
         raise ValueError(
             "Found array with 0 feature(s) (shape=%s) while a minimum of 1 is required by %s."
-            % (X.shape, type(estimator).__name__)
+            % (shape, type(estimator).__name__)
         )
     if reset:
         estimator.n_features_in_ = d
@@ -647,7 +698,6 @@ def _validate_without_sklearn(estimator, X, reset):
             "X has %d features, but %s is expecting %d features as input."
             % (d, type(estimator).__name__, estimator.n_features_in_)
         )
-    return X
 
 
 def _validate_with_sklearn(estimator, X, reset):
@@ -714,6 +764,120 @@ def _check_option(estimator, name, options):
             % (name, type(estimator).__name__, "{%s}" % ", ".join(repr(o) for o in sorted(options)),
                repr(value))
         )
+
+
+###############################################################################
+# Passes over X: the one place that depends on the type of X
+
+
+def _passes_for(X, *, threads=None, memory_limit=None):
+    """The pass backend for X: :class:`_InMemoryPasses` for numpy arrays, memmaps and
+    array-likes, ``_dask_passes.DaskPasses`` for a dask array."""
+    # A dask array exists only if dask.array was imported: without it, dask is not loaded.
+    dask_array = sys.modules.get("dask.array")
+    if dask_array is not None and isinstance(X, dask_array.Array):
+        from ._dask_passes import DaskPasses
+
+        return DaskPasses(threads=threads, memory_limit=memory_limit)
+    return _InMemoryPasses(threads=threads, memory_limit=memory_limit)
+
+
+class _InMemoryPasses:
+    """Every read of X the estimator makes, for X in memory or in a memmap.
+
+    Each method reads X once (or a few rows of it) with the kernels and the streaming
+    helpers above, by row blocks bounded by ``memory_limit``. ``DaskPasses`` has the same
+    methods for a dask X; its tasks call these on their row blocks.
+    """
+
+    def __init__(self, *, threads=None, memory_limit=None):
+        self.threads = threads
+        self.memory_limit = memory_limit
+        self.options = {"threads": threads, "memory_limit": memory_limit}
+
+    def validate(self, estimator, X, reset):
+        """X as a 2-D float32/float64 array (a memmap stays a view of the file)."""
+        return _validate_data(estimator, X, reset)
+
+    def sample_weight(self, sample_weight, X):
+        """(validated weights or None, count of positive weights, total weight)."""
+        n = X.shape[0]
+        w = _check_sample_weight(sample_weight, n)
+        if w is None:
+            return None, n, n
+        return w, int(np.count_nonzero(w)), float(np.sum(w))
+
+    def check_finite(self, X):
+        """Raise scikit-learn's ValueError if X holds NaN or infinity."""
+        _check_all_finite(X, **self.options)
+
+    def rows(self, a, index):
+        """``a[index]`` (rows of X or entries of the weights) as an in-memory array."""
+        return np.asarray(a[index])
+
+    def mixture_pass(self, X, operands, scatter, sample_weight=None):
+        """The fused pass: (log_likelihood, counts, first, second) at ``operands``, the
+        (log_norm, centers, precisions) of :func:`_pass_operands`."""
+        return mixture_pass(X, *operands, scatter=scatter, sample_weight=sample_weight, **self.options)
+
+    def row_outputs(self, X, operands, output, out=None):
+        """Per-row results at ``operands``: ``output`` 'labels' (n_samples,) of intp, 'resp'
+        (n_samples, n_components) or 'score' (n_samples,) of X's dtype, written into ``out``."""
+        n = X.shape[0]
+        k = operands[0].shape[0]
+        if output == "labels":
+            # By row blocks: no (n_samples, n_components) array.
+            labels = np.empty(n, dtype=np.intp)
+            rows = min(max(n, 1), _kmeans.block_rows(self.memory_limit, X.dtype.itemsize * (k + 1)))
+            resp = np.empty((rows, k), dtype=X.dtype)
+            score = np.empty(rows, dtype=X.dtype)
+            for block in _kmeans.row_blocks(n, rows):
+                m = block.stop - block.start
+                self._score_rows(X[block], operands, resp[:m], score[:m])
+                np.argmax(resp[:m], axis=1, out=labels[block])
+            return labels
+        if output == "resp":
+            if out is None:
+                out = np.empty((n, k), dtype=X.dtype)
+            self._score_rows(X, operands, out, np.empty(n, dtype=X.dtype))
+        else:
+            if out is None:
+                out = np.empty(n, dtype=X.dtype)
+            self._score_rows(X, operands, None, out)
+        return out
+
+    def _score_rows(self, X, operands, resp, score):
+        mixture_pass(X, *operands, scatter="none", resp_out=resp, score_out=score, **self.options)
+        if not np.all(np.isfinite(score)):
+            _raise_if_not_finite(X, memory_limit=self.memory_limit)
+
+    def gram(self, X, sample_weight=None):
+        """``Σ_i w_i x_i x_iᵀ``, float64 of shape (n_features, n_features)."""
+        return _gram_of_rows(X, sample_weight, **self.options)
+
+    def kmeans_centers(self, X, n_components, random_state, sample_weight=None):
+        """The centers of :func:`_kmeans.kmeans_centers`, shape (n_components, n_features)."""
+        return _kmeans.kmeans_centers(X, n_components, random_state, sample_weight=sample_weight,
+                                      **self.options)
+
+    def kmeans_plusplus(self, X, n_components, random_state, sample_weight=None):
+        """The rows that scikit-learn's k-means++ picks, shape (n_components,)."""
+        _, indices = _kmeans.kmeans_plusplus(X, n_components, random_state, sample_weight=sample_weight,
+                                             **self.options)
+        return indices
+
+    def hard_statistics(self, X, centers, covariance_type, sample_weight=None):
+        """Statistics (counts, first, second) of one-hot responsibilities at the nearest center."""
+        center_norms = np.einsum("ij,ij->i", centers, centers)
+        hard = functools.partial(_hard_responsibilities, centers, center_norms, **self.options)
+        return _statistics_from_responsibilities(X, hard, centers, covariance_type, sample_weight,
+                                                 **self.options)
+
+    def uniform_statistics(self, X, random_state, centers, covariance_type, sample_weight=None):
+        """Statistics (counts, first, second) of uniformly drawn responsibilities."""
+        uniform = functools.partial(_uniform_responsibilities, random_state, centers.shape[0], sample_weight)
+        return _statistics_from_responsibilities(X, uniform, centers, covariance_type, sample_weight,
+                                                 **self.options)
 
 
 ###############################################################################
@@ -863,79 +1027,54 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 "before using this estimator." % type(self).__name__
             )
 
-    def _kernel_options(self):
-        return {"threads": self.threads, "memory_limit": self.memory_limit}
+    def _passes(self, X):
+        return _passes_for(X, threads=self.threads, memory_limit=self.memory_limit)
 
     # -- initialisation ------------------------------------------------------------
 
-    def _initial_statistics(self, X, sample_weight, random_state):
+    def _initial_statistics(self, passes, X, sample_weight, random_state):
         """Statistics (N, S1, S2, centers) of the responsibilities ``init_params`` gives."""
         n, _ = X.shape
         k = self.n_components
-        options = self._kernel_options()
-        positive = None if sample_weight is None else np.flatnonzero(sample_weight > 0)
         if self.init_params == "kmeans":
-            centers = _kmeans.kmeans_centers(X, k, random_state, sample_weight=sample_weight, **options)
-            center_norms = np.einsum("ij,ij->i", centers, centers)
-
-            def hard(rows, block):
-                labels, _ = _kmeans.nearest_center(block, centers, center_norms, **options)
-                resp = np.zeros((block.shape[0], k))
-                resp[np.arange(block.shape[0]), labels] = 1.0
-                return resp
-
-            stats = _statistics_from_responsibilities(X, hard, centers, self.covariance_type,
-                                                      sample_weight, **options)
-            return stats + (centers,)
+            centers = passes.kmeans_centers(X, k, random_state, sample_weight)
+            stats = passes.hard_statistics(X, centers, self.covariance_type, sample_weight)
+            return tuple(stats) + (centers,)
         if self.init_params == "random":
             # Reference point of the statistics: the mean of the first block (any point
             # near the data avoids cancellation; all components start near the data mean).
-            head = _kmeans.as_float64(X[: _kmeans.block_rows(self.memory_limit, 16 * X.shape[1])])
-            w_head = None if sample_weight is None else sample_weight[: head.shape[0]]
+            head_rows = slice(0, _kmeans.block_rows(self.memory_limit, 16 * X.shape[1]))
+            head = _kmeans.as_float64(passes.rows(X, head_rows))
+            w_head = None if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, head_rows))
             if w_head is None or not np.any(w_head > 0):
                 reference = head.mean(axis=0)
             else:
                 reference = w_head @ head / w_head.sum()
             centers = np.tile(reference, (k, 1))
-
-            def uniform(rows, block):
-                # The same stream as scikit-learn's uniform(size=(n_samples, k)), drawn by blocks;
-                # with sample weights, only rows of positive weight draw.
-                if sample_weight is None:
-                    resp = random_state.uniform(size=(block.shape[0], k))
-                    resp /= resp.sum(axis=1)[:, np.newaxis]
-                    return resp
-                drawing = np.flatnonzero(sample_weight[rows] > 0)
-                draws = random_state.uniform(size=(drawing.shape[0], k))
-                resp = np.zeros((block.shape[0], k))
-                resp[drawing] = draws / draws.sum(axis=1)[:, np.newaxis]
-                return resp
-
-            stats = _statistics_from_responsibilities(X, uniform, centers, self.covariance_type,
-                                                      sample_weight, **options)
-            return stats + (centers,)
+            stats = passes.uniform_statistics(X, random_state, centers, self.covariance_type, sample_weight)
+            return tuple(stats) + (centers,)
         if self.init_params == "random_from_data":
-            if positive is None:
+            if sample_weight is None:
                 indices = random_state.choice(n, size=k, replace=False)
             else:
+                positive = np.flatnonzero(passes.rows(sample_weight, slice(None)) > 0)
                 indices = positive[random_state.choice(positive.shape[0], size=k, replace=False)]
         else:  # "k-means++"
-            _, indices = _kmeans.kmeans_plusplus(X, k, random_state, sample_weight=sample_weight, **options)
-        return _one_hot_statistics(X, indices, self.covariance_type, sample_weight)
+            indices = passes.kmeans_plusplus(X, k, random_state, sample_weight)
+        return _one_hot_statistics(passes, X, indices, self.covariance_type, sample_weight)
 
-    def _initialize_parameters(self, X, sample_weight, random_state, initial):
+    def _initialize_parameters(self, passes, X, sample_weight, total_weight, random_state, initial):
         """Initial (weights, means, covariances, precisions_cholesky)."""
         weights_init, means_init, precisions_init = initial
         weights = means = covariances = None
         if weights_init is None or means_init is None or precisions_init is None:
-            counts, first, second, centers = self._initial_statistics(X, sample_weight, random_state)
+            counts, first, second, centers = self._initial_statistics(passes, X, sample_weight, random_state)
             nk, means, covariances = _estimate_gaussian_parameters(
                 counts, first, second, centers, self.reg_covar, self.covariance_type)
             if self.covariance_type == "tied" and self.init_params in ("k-means++", "random_from_data"):
-                covariances = _tied_covariance_of_all_rows(X, sample_weight, nk, means, self.reg_covar,
-                                                           **self._kernel_options())
-            total = X.shape[0] if sample_weight is None else sample_weight.sum()
-            weights = nk / total
+                covariances = _tied_covariance_of_all_rows(passes.gram(X, sample_weight), nk, means,
+                                                           self.reg_covar)
+            weights = nk / total_weight
         if weights_init is not None:
             weights = weights_init
         if means_init is not None:
@@ -951,7 +1090,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # -- EM ------------------------------------------------------------------------
 
-    def _em_iteration(self, X, sample_weight, params):
+    def _em_iteration(self, passes, X, sample_weight, params):
         """One E-step and M-step: one pass over X.
 
         Returns the (weighted) log-likelihood at ``params`` and the new parameters.
@@ -959,9 +1098,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         weights, means, _, precisions_chol = params
         log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol,
                                                        self.covariance_type, X.dtype)
-        log_likelihood, counts, first, second = mixture_pass(
-            X, log_norm, centers, precisions, scatter=_SCATTER[self.covariance_type],
-            sample_weight=sample_weight, **self._kernel_options())
+        log_likelihood, counts, first, second = passes.mixture_pass(
+            X, (log_norm, centers, precisions), _SCATTER[self.covariance_type], sample_weight)
         nk, means, covariances = _estimate_gaussian_parameters(
             counts, first, second, centers.astype(np.float64), self.reg_covar, self.covariance_type)
         weights = nk / np.sum(nk)
@@ -970,9 +1108,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return log_likelihood, (weights, means, covariances, precisions_chol)
 
     def _fit(self, X, sample_weight):
-        """EM from ``n_init`` initialisations; returns the validated X."""
+        """EM from ``n_init`` initialisations; returns the pass backend and the validated X."""
         self._check_params()
-        X = _validate_data(self, X, reset=True)
+        passes = self._passes(X)
+        X = passes.validate(self, X, reset=True)
         n_samples, n_features = X.shape
         if n_samples < self.n_components:
             raise ValueError(
@@ -980,16 +1119,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"but got n_components = {self.n_components}, "
                 f"n_samples = {n_samples}"
             )
-        sample_weight = _check_sample_weight(sample_weight, n_samples)
-        if sample_weight is not None:
-            n_positive = int(np.count_nonzero(sample_weight))
-            if n_positive < self.n_components:
-                raise ValueError(
-                    "Expected at least n_components samples of positive sample_weight "
-                    f"but got n_components = {self.n_components}, "
-                    f"samples of positive weight = {n_positive}"
-                )
-        _check_all_finite(X, **self._kernel_options())
+        sample_weight, n_positive, total_weight = passes.sample_weight(sample_weight, X)
+        if sample_weight is not None and n_positive < self.n_components:
+            raise ValueError(
+                "Expected at least n_components samples of positive sample_weight "
+                f"but got n_components = {self.n_components}, "
+                f"samples of positive weight = {n_positive}"
+            )
+        passes.check_finite(X)
         initial = self._check_initial_parameters(n_features)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -998,12 +1135,12 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         best_lower_bounds = []
         self.converged_ = False
         random_state = _check_random_state(self.random_state)
-        total_weight = n_samples if sample_weight is None else float(np.sum(sample_weight))
 
         for init in range(n_init):
             self._print_verbose_msg_init_beg(init)
             if do_init:
-                params = self._initialize_parameters(X, sample_weight, random_state, initial)
+                params = self._initialize_parameters(passes, X, sample_weight, total_weight, random_state,
+                                                     initial)
             else:
                 params = self._get_parameters()
             lower_bound = -np.inf if do_init else self.lower_bound_
@@ -1016,7 +1153,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 converged = False
                 for n_iter in range(1, self.max_iter + 1):
                     prev_lower_bound = lower_bound
-                    log_likelihood, params = self._em_iteration(X, sample_weight, params)
+                    log_likelihood, params = self._em_iteration(passes, X, sample_weight, params)
                     lower_bound = log_likelihood / total_weight
                     current_lower_bounds.append(lower_bound)
                     change = lower_bound - prev_lower_bound
@@ -1041,7 +1178,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.lower_bound_ = max_lower_bound
         if _reports_lower_bounds():
             self.lower_bounds_ = best_lower_bounds
-        return X
+        return passes, X
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters with EM, one pass over X per iteration.
@@ -1051,11 +1188,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            float32 or float64 arrays (and memmaps) are used in place.
+        X : array-like or dask array of shape (n_samples, n_features)
+            float32 or float64 arrays (and memmaps) are used in place. A dask array
+            (chunked by rows, one chunk along the columns) is fitted by dask: each EM
+            iteration is one :func:`gmmkernels.dask.mixture_pass`.
         y : Ignored
-        sample_weight : array-like of shape (n_samples,), default=None
-            Weights ≥ 0 of the samples (weighted EM); rows of weight 0 are skipped.
+        sample_weight : array-like or dask array of shape (n_samples,), default=None
+            Weights ≥ 0 of the samples (weighted EM); rows of weight 0 are skipped. With a
+            dask X, a dask array with X's row chunks or a numpy array.
 
         Returns
         -------
@@ -1070,9 +1210,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy dask array (X's row chunks) for a dask X.
         """
-        X = self._fit(X, sample_weight)
-        return self._predict(X)
+        passes, X = self._fit(X, sample_weight)
+        return passes.row_outputs(X, self._operands(X.dtype), "labels")
 
     # -- parameters ----------------------------------------------------------------
 
@@ -1099,28 +1240,16 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # -- scoring -------------------------------------------------------------------
 
-    def _score_pass(self, X, **outputs):
-        """A scoring pass (no statistics) over X at the fitted parameters."""
-        log_norm, centers, precisions = _pass_operands(
-            self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, X.dtype)
-        log_likelihood, _, _, _ = mixture_pass(X, log_norm, centers, precisions, scatter="none",
-                                               **outputs, **self._kernel_options())
-        return log_likelihood
+    def _operands(self, dtype):
+        """The fitted parameters as :func:`mixture_pass` takes them, in X's dtype."""
+        return _pass_operands(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, dtype)
 
-    def _predict(self, X):
-        n, _ = X.shape
-        k = self.n_components
-        labels = np.empty(n, dtype=np.intp)
-        rows = min(max(n, 1), _kmeans.block_rows(self.memory_limit, X.dtype.itemsize * (k + 1)))
-        resp = np.empty((rows, k), dtype=X.dtype)
-        score = np.empty(rows, dtype=X.dtype)
-        for block in _kmeans.row_blocks(n, rows):
-            m = block.stop - block.start
-            self._score_pass(X[block], resp_out=resp[:m], score_out=score[:m])
-            if not np.all(np.isfinite(score[:m])):
-                _raise_if_not_finite(X[block], memory_limit=self.memory_limit)
-            np.argmax(resp[:m], axis=1, out=labels[block])
-        return labels
+    def _row_outputs(self, X, output, out=None):
+        """A fitted model's per-row results on X (see ``_InMemoryPasses.row_outputs``)."""
+        self._check_is_fitted()
+        passes = self._passes(X)
+        X = passes.validate(self, X, reset=False)
+        return passes.row_outputs(X, self._operands(X.dtype), output, out)
 
     def predict(self, X):
         """Label of the most probable component of each sample.
@@ -1130,81 +1259,69 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of shape (n_samples,)
+            A lazy dask array (X's row chunks) for a dask X.
         """
-        self._check_is_fitted()
-        X = _validate_data(self, X, reset=False)
-        return self._predict(X)
+        return self._row_outputs(X, "labels")
 
     def predict_proba(self, X, out=None):
         """Posterior probability of each component for each sample.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask array of shape (n_samples, n_features)
         out : ndarray of shape (n_samples, n_components), optional
-            Written in place (a memmap too); X's dtype.
+            Written in place (a memmap too); X's dtype. Not for a dask X.
 
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components)
+            For a dask X, a lazy dask array with X's row chunks: nothing is computed until
+            it is (``.compute()``, ``da.store``, ``.to_zarr``, ...).
         """
-        self._check_is_fitted()
-        X = _validate_data(self, X, reset=False)
-        score = np.empty(X.shape[0], dtype=X.dtype)
-        if out is None:
-            out = np.empty((X.shape[0], self.n_components), dtype=X.dtype)
-        self._score_pass(X, resp_out=out, score_out=score)
-        if not np.all(np.isfinite(score)):
-            _raise_if_not_finite(X, memory_limit=self.memory_limit)
-        return out
+        return self._row_outputs(X, "resp", out)
 
     def score_samples(self, X, out=None):
         """Log-likelihood of each sample, ``log Σ_k π_k N(x | μ_k, Σ_k)``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like or dask array of shape (n_samples, n_features)
         out : ndarray of shape (n_samples,), optional
-            Written in place (a memmap too); X's dtype.
+            Written in place (a memmap too); X's dtype. Not for a dask X.
 
         Returns
         -------
         log_prob : ndarray of shape (n_samples,)
+            For a dask X, a lazy dask array with X's row chunks.
         """
-        self._check_is_fitted()
-        X = _validate_data(self, X, reset=False)
-        if out is None:
-            out = np.empty(X.shape[0], dtype=X.dtype)
-        self._score_pass(X, score_out=out)
-        if not np.all(np.isfinite(out)):
-            _raise_if_not_finite(X, memory_limit=self.memory_limit)
-        return out
+        return self._row_outputs(X, "score", out)
 
-    def _log_likelihood(self, X, sample_weight=None):
+    def _log_likelihood(self, passes, X, sample_weight=None):
         """Σ_i w_i log p(x_i) for validated X, in one pass."""
-        log_likelihood = self._score_pass(X, sample_weight=sample_weight)
+        log_likelihood, _, _, _ = passes.mixture_pass(X, self._operands(X.dtype), "none", sample_weight)
         if not np.isfinite(log_likelihood):
-            _raise_if_not_finite(X, memory_limit=self.memory_limit)
+            passes.check_finite(X)
         return log_likelihood
 
     def score(self, X, y=None):
-        """Mean log-likelihood of the samples of X.
+        """Mean log-likelihood of the samples of X (one pass; computed also for a dask X).
 
         Returns
         -------
         log_likelihood : float
         """
         self._check_is_fitted()
-        X = _validate_data(self, X, reset=False)
-        return float(self._log_likelihood(X) / X.shape[0])
+        passes = self._passes(X)
+        X = passes.validate(self, X, reset=False)
+        return float(self._log_likelihood(passes, X) / X.shape[0])
 
     def _information_criterion(self, X, criterion, sample_weight=None):
         self._check_is_fitted()
-        X = _validate_data(self, X, reset=False)
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
-        n = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
-        log_likelihood = self._log_likelihood(X, sample_weight)
-        penalty = math.log(n) if criterion == "bic" else 2.0
+        passes = self._passes(X)
+        X = passes.validate(self, X, reset=False)
+        sample_weight, _, total_weight = passes.sample_weight(sample_weight, X)
+        log_likelihood = self._log_likelihood(passes, X, sample_weight)
+        penalty = math.log(total_weight) if criterion == "bic" else 2.0
         return -2.0 * log_likelihood + self._n_parameters() * penalty
 
     def bic(self, X):
