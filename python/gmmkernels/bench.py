@@ -5,6 +5,7 @@
                                [--scaling] [--json bench-results/bench.json] [--plot FILE.png]
     python -m gmmkernels.bench --kernels batch [--components 16] [--centers]
     python -m gmmkernels.bench --kernels matmul outer [--outer-memmap]
+    python -m gmmkernels.bench --kernels gmm [--components 16]
     python -m gmmkernels.bench --kernels all
 
 ``--kernels`` takes kernel names and the groups ``core`` (quadform, weighted_gram: the
@@ -51,6 +52,15 @@ The other suites (each opt-in, float64 unless ``--dtype`` is given):
   ``--outer-memmap`` adds a memmap out on disk), in GB written per second, with the write
   bandwidth of this machine measured on the same out (``out.fill``, by one thread and by
   as many threads as gmmkernels uses).
+- gmm: ``gmmkernels.GaussianMixture`` against ``sklearn.mixture.GaussianMixture`` on X (n, d)
+  in RAM (default 200000 × 64), K = ``--components`` full covariances from the same fixed
+  initial parameters (a seeded draw), ``max_iter=5``, ``tol=0``: seconds per EM iteration
+  (the gaps between iteration ends, so validation and initialisation are not counted), the
+  fit's seconds and its peak extra memory; then the same fit of gmmkernels on a memmap of
+  X saved as ``.npy`` and through dask.distributed (a LocalCluster of 2 worker processes ×
+  1 thread, X from ``gmmkernels.dask.from_memmap`` of that file). Targets: ≥ 8× faster per
+  iteration than scikit-learn with ≤ 1/10 of its peak extra memory; the dask fit ≤ 1.3×
+  the in-process time per iteration. Necessary flops per iteration: 2·n·K·d².
 """
 import argparse
 import json
@@ -71,15 +81,15 @@ from ._measure import PeakMemory, timed
 
 KERNELS = ("quadform", "weighted_gram")
 BATCH_KERNELS = ("quadform_many", "weighted_gram_many")
-ALL_KERNELS = KERNELS + BATCH_KERNELS + ("matmul", "outer")
+ALL_KERNELS = KERNELS + BATCH_KERNELS + ("matmul", "outer", "gmm")
 #: Names --kernels accepts for several kernels at once.
 KERNEL_GROUPS = {"core": KERNELS, "batch": BATCH_KERNELS, "all": ALL_KERNELS}
 #: Suite -> (n, d) when --n/--d are not given. matmul: A (n, d) @ B (d, d); outer: out (n, d).
 SUITE_SIZES = {"core": (200_000, 900), "batch": (200_000, 300), "matmul": (20_000, 2_000),
-               "outer": (20_000, 20_000)}
+               "outer": (20_000, 20_000), "gmm": (200_000, 64)}
 #: Timed calls per method when --repeat is not given. A batch call starts from a cold page
 #: cache and K blocked numpy passes take minutes at the default size, so once is the default.
-SUITE_REPEATS = {"core": 3, "batch": 1, "matmul": 3, "outer": 3}
+SUITE_REPEATS = {"core": 3, "batch": 1, "matmul": 3, "outer": 3, "gmm": 1}
 SCALING_N = (50_000, 100_000, 200_000, 400_000)
 GEMM_SIZE = 4000
 #: Enough for the ceiling of a small run (a 4000 GEMM would take longer than the benchmark).
@@ -188,7 +198,7 @@ def run(args):
     ram = total_ram()
     dask_ok = baselines.have_dask()
     gemm_dtypes = set(dtypes if core else [])
-    if batch or "matmul" in args.kernels:
+    if batch or "matmul" in args.kernels or "gmm" in args.kernels:
         gemm_dtypes.update(args.suite_dtypes)
 
     print("gmmkernels %s (%s), %d threads, default memory_limit 64 MiB"
@@ -227,6 +237,8 @@ def run(args):
         records += run_matmul(args, np.dtype(dtype), rates[dtype])
     for dtype in args.suite_dtypes if "outer" in args.kernels else []:
         records += run_outer(args, np.dtype(dtype))
+    for dtype in args.suite_dtypes if "gmm" in args.kernels else []:
+        records += run_gmm(args, np.dtype(dtype), rates[dtype])
     print("load average at the end: %s (other processes on the machine slow every method)" % _load_average())
 
     result = {
@@ -657,6 +669,212 @@ def run_outer_case(where, y, x, out, repeat, first_touch):
     return block
 
 
+# ---------------------------------------------------------------------------------------
+# gmm: GaussianMixture against scikit-learn's, and through dask.distributed
+# ---------------------------------------------------------------------------------------
+
+#: EM iterations of every fit (tol=0, so all of them run).
+GMM_MAX_ITER = 5
+#: gmmkernels.GaussianMixture should be at least this many times faster per iteration than
+#: scikit-learn's, with at most GMM_MEMORY_TARGET of its peak extra memory.
+GMM_SPEEDUP_TARGET = 8.0
+GMM_MEMORY_TARGET = 0.1
+#: The fit through dask.distributed may take at most this many times the in-process time
+#: per iteration.
+GMM_DASK_TARGET = 1.3
+GMM_DASK_WORKERS = 2
+#: Row blocks of X for the dask fit: four per worker, so that neither waits long for the other
+#: at the end of a pass, and each task long enough (about 1/8 of a pass) that dask's overhead
+#: per task (~10 ms here) stays small.
+GMM_DASK_BLOCKS = 8
+
+
+def _iteration_clock(estimator_class):
+    """A subclass that records when each EM iteration ends.
+
+    Both estimators call ``_print_verbose_msg_iter_end`` after every iteration whatever
+    ``verbose`` is, so the gaps between these times are whole iterations (E-step, M-step,
+    lower bound), without validation, initialisation or scikit-learn's final E-step.
+    """
+
+    class Clocked(estimator_class):
+        def _print_verbose_msg_init_beg(self, n_init):
+            self.iteration_ends_ = []
+            super()._print_verbose_msg_init_beg(n_init)
+
+        def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+            self.iteration_ends_.append(time.perf_counter())
+            super()._print_verbose_msg_iter_end(n_iter, diff_ll)
+
+    Clocked.__name__ = Clocked.__qualname__ = estimator_class.__name__
+    return Clocked
+
+
+def gmm_problem(n, d, k, dtype, seed=5):
+    """(X, fixed initial parameters): K Gaussian blobs of n rows in RAM, and weights_init,
+    means_init (K rows of X, moved) and precisions_init (SPD) drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=4.0, size=(k, d))
+    labels = rng.integers(k, size=n)
+    X = centers[labels] + rng.standard_normal((n, d))
+    X = X.astype(dtype, copy=False)
+    weights = rng.uniform(1.0, 2.0, size=k)
+    A = rng.standard_normal((k, d, d)) / np.sqrt(d)
+    covariances = 2.0 * (np.eye(d) + 0.2 * A @ np.swapaxes(A, 1, 2))
+    precisions = np.linalg.inv(covariances)
+    inits = dict(weights_init=weights / weights.sum(),
+                 means_init=X[rng.choice(n, size=k, replace=False)].astype(np.float64) + rng.normal(size=(k, d)),
+                 precisions_init=(precisions + np.swapaxes(precisions, 1, 2)) / 2)
+    return X, inits
+
+
+def _fit_clocked(estimator_class, X, params, repeat):
+    """Fits `repeat` times; (median seconds per iteration, its fit's seconds, largest peak
+    extra memory, a fitted model)."""
+    import warnings
+
+    fits, peaks = [], []
+    for _ in range(repeat):
+        model = estimator_class(**params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tol=0: the fits never converge
+            with PeakMemory() as mem:
+                t0 = time.perf_counter()
+                model.fit(X)
+                seconds = time.perf_counter() - t0
+        ends = model.iteration_ends_
+        fits.append(((ends[-1] - ends[0]) / (len(ends) - 1), seconds, model))
+        peaks.append(mem.peak)
+    fits.sort(key=lambda f: f[0])
+    per_iteration, seconds, model = fits[len(fits) // 2]
+    return per_iteration, seconds, max(peaks), model
+
+
+def _fit_difference(model, reference):
+    """Largest relative difference of the means and covariances from the reference fit."""
+    return max(max_rel_diff(model.means_, reference.means_),
+               max_rel_diff(model.covariances_, reference.covariances_))
+
+
+def _start_peak_memory(dask_worker):
+    dask_worker.bench_peak_memory = PeakMemory().__enter__()
+
+
+def _stop_peak_memory(dask_worker):
+    meter = dask_worker.bench_peak_memory
+    meter.__exit__(None, None, None)
+    return meter.peak
+
+
+def run_gmm(args, dtype, rate):
+    try:
+        import distributed
+        from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+        import gmmkernels.dask as gd
+    except ImportError as e:
+        print("gmm: skipped (%s; it needs scikit-learn, dask and distributed)" % e)
+        print()
+        return [{"kernel": "gmm", "skipped": str(e)}]
+    n, d = args.sizes["gmm"]
+    k = args.components
+    repeat = args.repeats["gmm"]
+    gemm_name = "dgemm" if dtype == np.float64 else "sgemm"
+    flops = 2.0 * n * k * d * d
+    X, inits = gmm_problem(n, d, k, dtype)
+    # init_params only picks responsibilities that the given parameters replace: 'random_from_data'
+    # costs scikit-learn least (its 'kmeans' would run KMeans first); gmmkernels skips it.
+    params = dict(n_components=k, covariance_type="full", max_iter=GMM_MAX_ITER, tol=0.0,
+                  init_params="random_from_data", random_state=0, **inits)
+    ours, theirs = _iteration_clock(gmmkernels.GaussianMixture), _iteration_clock(SklearnGaussianMixture)
+    print("%s  gmm: n=%s d=%d K=%d full covariance, fixed initial parameters, max_iter=%d, tol=0; "
+          "necessary work per iteration 2*n*K*d^2 = %.1f GFLOP (E-step n*K*d^2, M-step n*K*d^2)"
+          % (dtype.name, f"{n:,}", d, k, GMM_MAX_ITER, flops / 1e9))
+    print("s/iter = median over %d fit(s) of the mean time of iterations 2..%d (each an E-step and an M-step); "
+          "fit s = the whole fit; peak extra = growth of RssAnon during the fit (X is in RAM before it)"
+          % (repeat, GMM_MAX_ITER))
+
+    small = dict(params, max_iter=2)
+    for estimator_class in (ours, theirs):  # warm-up: starts the BLAS and kernel threads
+        _fit_clocked(estimator_class, X[: min(n, 4 * k + 2000)], small, 1)
+    results = [("scikit-learn", "in-process, X in RAM") + _fit_clocked(theirs, X, params, repeat),
+               ("gmmkernels", "in-process, X in RAM") + _fit_clocked(ours, X, params, repeat)]
+
+    directory = args.dir or tempfile.gettempdir()
+    path = _data_file_path(directory, _datafiles.nbytes((n, d), dtype) + 4096, dtype, "--n/--d")
+    try:
+        with open(path, "wb") as f:
+            np.save(f, X)  # through the page cache: the file is warm for both fits that read it
+        del X
+        Xm = np.load(path, mmap_mode="r")
+        results.append(("gmmkernels", "in-process, memmap of the .npy")
+                       + _fit_clocked(ours, Xm, params, repeat))
+        del Xm
+        rows = -(-n // GMM_DASK_BLOCKS)
+        cluster = distributed.LocalCluster(
+            n_workers=GMM_DASK_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None, env={"GMMKERNELS_LIBRARY": str(gmmkernels.library_path)},
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+        try:
+            with distributed.Client(cluster) as client:
+                Xd = gd.from_memmap(path, chunks=rows)
+                _fit_clocked(ours, Xd[: min(n, 4 * k + 2000)], small, 1)  # warm-up: imports, library, threads
+                client.run(_start_peak_memory)
+                fitted = _fit_clocked(ours, Xd, params, repeat)
+                worker_peaks = client.run(_stop_peak_memory)
+                blocks = Xd.numblocks[0]
+                results.append(("gmmkernels", "dask.distributed, from_memmap(.npy)") + fitted)
+        finally:
+            cluster.close()
+    finally:
+        os.remove(path)
+
+    reference = results[0][5]
+    records = []
+    for method, where, per_iteration, seconds, peak, model in results:
+        gflops = flops / per_iteration / 1e9
+        records.append({"kernel": "gmm", "method": method, "where": where, "n": n, "d": d, "components": k,
+                        "covariance_type": "full", "dtype": dtype.name, "max_iter": GMM_MAX_ITER, "repeat": repeat,
+                        "n_iter": int(model.n_iter_), "seconds_per_iteration": per_iteration, "seconds": seconds,
+                        "peak_bytes": int(peak), "gflops": gflops, "percent_of_gemm": 100.0 * gflops / rate,
+                        "gemm": gemm_name, "lower_bound": float(model.lower_bound_),
+                        "max_rel_diff": None if model is reference else _fit_difference(model, reference),
+                        "speedup_vs_sklearn": results[0][2] / per_iteration})
+    sklearn_record, in_ram, on_file, on_dask = records
+    on_dask["worker_peak_bytes"] = {w: int(p) for w, p in worker_peaks.items()}
+    print(GMM_HEADER % ("method", "where", "s/iter", "fit s", "GFLOP/s", "% " + gemm_name, "vs sklearn",
+                        "peak extra", "max rel diff"))
+    for record in records:
+        print_gmm_row(record)
+
+    speedup = in_ram["speedup_vs_sklearn"]
+    memory_share = in_ram["peak_bytes"] / max(sklearn_record["peak_bytes"], 1)
+    in_ram.update(memory_ratio_vs_sklearn=memory_share,
+                  within_target=bool(speedup >= GMM_SPEEDUP_TARGET and memory_share <= GMM_MEMORY_TARGET))
+    print("  gmmkernels vs scikit-learn, X in RAM: %.2fx faster per iteration (target >= %.0fx: %s); peak extra "
+          "memory %s = %.1f%% of scikit-learn's %s (target <= %.0f%%: %s)"
+          % (speedup, GMM_SPEEDUP_TARGET, _verdict(speedup >= GMM_SPEEDUP_TARGET), format_bytes(in_ram["peak_bytes"]),
+             100 * memory_share, format_bytes(sklearn_record["peak_bytes"]), 100 * GMM_MEMORY_TARGET,
+             _verdict(memory_share <= GMM_MEMORY_TARGET)))
+    vs_file = on_dask["seconds_per_iteration"] / on_file["seconds_per_iteration"]
+    vs_ram = on_dask["seconds_per_iteration"] / in_ram["seconds_per_iteration"]
+    on_dask.update(time_ratio_vs_in_process=vs_file, time_ratio_vs_in_process_ram=vs_ram,
+                   within_target=bool(vs_file <= GMM_DASK_TARGET))
+    on_dask.update(workers=GMM_DASK_WORKERS, threads_per_worker=1, blocks=blocks)
+    print("  dask.distributed, %d workers x 1 thread, X = from_memmap of the .npy in %d row blocks: %.2fx the "
+          "in-process time per iteration on the same file (target <= %.1fx: %s), %.2fx that of X in RAM; "
+          "peak extra memory of the workers %s, of the client %s"
+          % (GMM_DASK_WORKERS, blocks, vs_file, GMM_DASK_TARGET, _verdict(vs_file <= GMM_DASK_TARGET), vs_ram,
+             " and ".join(format_bytes(p) for p in worker_peaks.values()), format_bytes(on_dask["peak_bytes"])))
+    print()
+    sys.stdout.flush()
+    return records
+
+
+def _verdict(met):
+    return "met" if met else "NOT MET"
+
+
 def _seconds(fn, *args):
     t0 = time.perf_counter()
     fn(*args)
@@ -683,10 +901,13 @@ def suite_work(args):
     if "matmul" in args.kernels:
         n, d = args.sizes["matmul"]
         work.append(2.0 * n * d * d)
+    if "gmm" in args.kernels:
+        n, d = args.sizes["gmm"]
+        work.append(2.0 * args.components * n * d * d)
     return max(work)
 
 
-SUITE_KERNELS = {"batch": BATCH_KERNELS, "matmul": ("matmul",), "outer": ("outer",)}
+SUITE_KERNELS = {"batch": BATCH_KERNELS, "matmul": ("matmul",), "outer": ("outer",), "gmm": ("gmm",)}
 SUITE_DEFINITIONS = {
     "batch": "quadform_many / weighted_gram_many: K = components; gflops = K*n*d^2 / seconds / 1e9; "
              "the page cache holds none of X at the start of each timed call; 'gmmkernels K calls' = "
@@ -696,6 +917,12 @@ SUITE_DEFINITIONS = {
               "seconds (target <= 1.10); max_rel_diff on up to 1000 sampled rows against gmmkernels",
     "outer": "gb_per_s = bytes of out / seconds / 1e9; write bandwidth = the faster of out.fill by 1 thread "
              "and by gmmkernels' thread count on the same out; max_rel_diff against y_i*x_j on sampled rows",
+    "gmm": "full covariance, K = components, fixed initial parameters, max_iter=5, tol=0; seconds_per_iteration = "
+           "(end of the last iteration - end of the first) / (iterations - 1); gflops = 2*n*K*d^2 / "
+           "seconds_per_iteration / 1e9; peak_bytes = RssAnon growth of this process during the fit "
+           "(worker_peak_bytes: of each dask worker); speedup_vs_sklearn per iteration (target >= 8 with "
+           "memory_ratio_vs_sklearn <= 0.1); time_ratio_vs_in_process = dask fit / in-process fit on the same "
+           "file, per iteration (target <= 1.3); max_rel_diff of means_ and covariances_ against scikit-learn's fit",
 }
 
 
@@ -725,6 +952,7 @@ def print_row(r, first):
 BATCH_HEADER = "%-18s %-22s %9s %8s %8s %11s %11s %11s %13s"
 MATMUL_HEADER = "%-32s %-22s %9s %8s %8s %9s %11s %13s"
 OUTER_HEADER = "%-22s %9s %8s %11s %9s %11s %13s"
+GMM_HEADER = "%-13s %-36s %8s %8s %8s %7s %10s %11s %13s"
 
 
 def _secs(seconds):
@@ -752,6 +980,12 @@ def print_outer_row(r):
     diff = "-" if r["method"].startswith("out.fill") else "%.1e" % r["max_rel_diff"]
     print(OUTER_HEADER % (r["method"], _secs(r["seconds"]), "%.2f" % r["gb_per_s"],
                           "%.0f%%" % r["percent_of_write_bandwidth"], speedup, format_bytes(r["peak_bytes"]), diff))
+
+
+def print_gmm_row(r):
+    print(GMM_HEADER % (r["method"], r["where"], _secs(r["seconds_per_iteration"]), "%.2f" % r["seconds"],
+                        "%.1f" % r["gflops"], "%.0f%%" % r["percent_of_gemm"], "%.2fx" % r["speedup_vs_sklearn"],
+                        format_bytes(r["peak_bytes"]), _diff_text(r)))
 
 
 def print_scaling(records, dtypes, kernels):
@@ -862,7 +1096,7 @@ def parse_args(argv=None):
                    help="rows of X (default 200000); rows of A for matmul (default 20000), of out for outer "
                         "(default 20000)")
     p.add_argument("--d", type=int,
-                   help="columns of X (default 900; 300 for the batch kernels); columns of A and order of "
+                   help="columns of X (default 900; 300 for the batch kernels, 64 for gmm); columns of A and order of "
                         "B for matmul (default 2000); columns of out for outer (default 20000)")
     p.add_argument("--dtype", choices=("float64", "float32", "both"),
                    help="dtype of X (default both for quadform and weighted_gram, float64 for the others)")
@@ -875,7 +1109,8 @@ def parse_args(argv=None):
     p.add_argument("--zero-fraction", type=float, default=0.3,
                    help="fraction of zero weights for weighted_gram (default 0.3)")
     p.add_argument("--components", type=int, default=16,
-                   help="K: matrices for quadform_many, columns of R for weighted_gram_many (default 16)")
+                   help="K: matrices for quadform_many, columns of R for weighted_gram_many, components of the "
+                        "gmm suite (default 16)")
     p.add_argument("--centers", action="store_true",
                    help="batch kernels: subtract K random centres, as EM does (default: none, as in the "
                         "hand-blocked code)")
