@@ -17,6 +17,10 @@ public protocol KernelScalar: BinaryFloatingPoint, Sendable {
   static func _syrkUpper(
     trans: Bool, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+  /// `B = B · U` in place, row-major, for B (m × n) and U (n × n) upper triangular.
+  static func _trmmUpperRight(
+    m: Int, n: Int, u: UnsafePointer<Self>, ldu: Int, b: UnsafeMutablePointer<Self>, ldb: Int)
 }
 
 @inline(__always)
@@ -49,6 +53,16 @@ extension Double: KernelScalar {
   }
 }
 
+extension Double {
+  public static func _trmmUpperRight(
+    m: Int, n: Int, u: UnsafePointer<Double>, ldu: Int, b: UnsafeMutablePointer<Double>, ldb: Int
+  ) {
+    cblas_dtrmm(
+      CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, blasint(m), blasint(n),
+      1, u, ld(ldu), b, ld(ldb))
+  }
+}
+
 extension Float: KernelScalar {
   public static func _gemm(
     transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
@@ -68,5 +82,13 @@ extension Float: KernelScalar {
     cblas_ssyrk(
       CblasRowMajor, CblasUpper, cblasTrans(trans), blasint(n), blasint(k),
       alpha, a, ld(lda), beta, c, ld(ldc))
+  }
+
+  public static func _trmmUpperRight(
+    m: Int, n: Int, u: UnsafePointer<Float>, ldu: Int, b: UnsafeMutablePointer<Float>, ldb: Int
+  ) {
+    cblas_strmm(
+      CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, blasint(m), blasint(n),
+      1, u, ld(ldu), b, ld(ldb))
   }
 }

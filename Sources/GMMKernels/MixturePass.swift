@@ -98,17 +98,14 @@ public func mixturePass<T: KernelScalar>(
   let syrkScatter = scatter == .full || scatter == .tied
   // Float SYRK blocks go through a Float product before the Double accumulator.
   let blockProduct = syrkScatter && T.self != Double.self ? bytes(d, d, e) : 0
-  var symmetricCopies: [Workspace<T>] = []
-  var operands: [BLASOperand<T>] = []
-  var copies = 0
+  var formBytes = 0
+  var forms: QuadraticForms<T>? = nil
   if case .matrices(let qs) = precisions {
-    let inPlace = qs.map { $0.blasOperand != nil && isSymmetric($0) }
-    copies = inPlace.filter { !$0 }.count
-    (operands, symmetricCopies) = try symmetricOperands(qs, inPlace: inPlace)
+    formBytes = QuadraticForms.workspaceBytes(qs, d: d, memoryLimit: options.memoryLimit)
+    forms = try QuadraticForms(qs, d: d, memoryLimit: options.memoryLimit)
   }
-  defer { withExtendedLifetime(symmetricCopies) {} }  // `operands` point into them
   let needs = WorkspaceNeeds(
-    shared: total(bytes(copies, d, d, e), bytes(k, d, e)),
+    shared: total(formBytes, bytes(k, d, e)),
     perWorker: total(bytes(total(1, k, bytes(k, d), scatterCount), dbl), blockProduct),
     // centred rows, the triangle product, log-densities, one row's sums, active row indices
     perRow: total(bytes(2, d, e), bytes(k, dbl), dbl, MemoryLayout<Int>.stride),
@@ -153,8 +150,8 @@ public func mixturePass<T: KernelScalar>(
       for t in 0..<m { packRow(x.row(idx[t]), into: z + t * d, center: mu, scale: 1) }
       switch precisions {
       case .matrices:
-        quadformBlock(
-          BLASOperand(pointer: UnsafePointer(z), rowMajor: true, ld: d), operands[j], rows: m, cols: d,
+        forms!.evaluate(
+          j, BLASOperand(pointer: UnsafePointer(z), rowMajor: true, ld: d), rows: m,
           y: products[w].pointer, into: acc)
       case .diagonal(let p):
         let lam = products[w].pointer

@@ -1,21 +1,25 @@
 // quadform: q_i = (x_i − c)ᵀ Q (x_i − c) for every row of X.
 //
-// Only the symmetric part S = (Q + Qᵀ)/2 matters, and xᵀSx needs only one triangle.
-// With Y = X U for the upper-triangular U = triu(S) + triu(S, 1) (off-diagonal entries
-// doubled), xᵀSx = Σ_j y_j x_j. U is never formed: split the columns into panels I of
-// width p; per row block, panel I adds 2·X[:, I] S[I, I+1:] to Y[:, I+1:] in one GEMM
-// (alpha = 2, inner dimension p) and its diagonal block S_II by the same split,
-// recursively, down to leaves of width `leaf` done as full GEMMs. The only flops spent
-// beyond the triangle are the leaves' lower halves: n·d²·(1 + leaf/d) in all, against
-// GEMM's 2·n·d². Once panel I is done, Y[:, I] is final and still in cache, so it is
-// reduced into q right away.
+// Only the symmetric part S = (Q + Qᵀ)/2 matters, and xᵀSx needs only one triangle:
+// xᵀSx = xᵀUx for the upper-triangular U = triu(S) + triu(S, 1) (off-diagonal entries
+// doubled), so with Y = X U, q_i = Σ_j y_ij x_ij: n·d² flops, where GEMM's X·S would take
+// 2·n·d². Two ways to form Y for a row block, chosen by `QuadraticForms`:
+//
+// - TRMM: U formed once (d² of workspace per matrix); Y = copy of the block, then
+//   Y ← Y·U in place. OpenBLAS's TRMM runs at about its GEMM rate on the triangle.
+// - Recursive panels, when U does not fit the memory limit: S is used in place (when it is
+//   exactly symmetric). Split the columns into panels I of width p; panel I adds
+//   2·X[:, I] S[I, I+1:] to Y[:, I+1:] in one GEMM (alpha = 2, inner dimension p) and its
+//   diagonal block S_II by the same split, recursively, down to leaves of width `leaf` done
+//   as full GEMMs: n·d²·(1 + leaf/d) flops in all. Once panel I is done, Y[:, I] is final
+//   and still in cache, so it is reduced into q right away.
 
-/// Top panel width: the inner dimension of the big GEMMs (deep enough for full speed).
+/// Top panel width of the recursive method: the inner dimension of its big GEMMs.
 let quadformPanelWidth = tuning("GMK_QF_P", 256)
 /// Leaf width of the diagonal blocks: narrower wastes fewer flops, wider is a better GEMM.
 let quadformLeafWidth = tuning("GMK_QF_L", 64)
 /// Rows per block, measured on the development machine (see `python -m gmmkernels.bench`):
-/// taller blocks amortise OpenBLAS's packing of S's panels over more rows.
+/// taller blocks amortise OpenBLAS's packing of U (or S's panels) over more rows.
 let quadformBlockRows = tuning("GMK_QF_B", 512)
 
 /// Writes `out[i] = (x_i − c)ᵀ Q (x_i − c)` for the n rows `x_i` of `x` (n × d).
@@ -53,6 +57,77 @@ public func quadform<T: KernelScalar>(
     centers: center.map { StridedMatrix(base: $0.base, rows: 1, cols: d, rowStride: 0, colStride: $0.stride) },
     out: StridedMatrix(base: out.base, rows: n, cols: 1, rowStride: out.stride, colStride: 0),
     options: options)
+}
+
+/// The K quadratic forms x ↦ xᵀ Q_k x, prepared for row blocks (see the top of this file):
+/// by TRMM when the K triangles U_k fit in half the memory limit, else by recursive panels
+/// on the symmetric parts in place (or copied, for the Q_k that are not exactly symmetric
+/// or that BLAS cannot read).
+struct QuadraticForms<T: KernelScalar> {
+  let d: Int
+  /// U_k, k · d · d row-major, or nil for the panel method.
+  private let triangles: Workspace<T>?
+  private let operands: [BLASOperand<T>]
+  private let copies: [Workspace<T>]
+
+  /// Bytes of workspace `init` allocates for `qs` under `memoryLimit`.
+  static func workspaceBytes(_ qs: [StridedMatrix<T>], d: Int, memoryLimit: Int) -> Int {
+    let e = MemoryLayout<T>.stride
+    let triangles = bytes(qs.count, d, d, e)
+    if triangles <= memoryLimit / 2 { return triangles }
+    return bytes(qs.filter { $0.blasOperand == nil || !isSymmetric($0) }.count, d, d, e)
+  }
+
+  init(_ qs: [StridedMatrix<T>], d: Int, memoryLimit: Int) throws(KernelError) {
+    self.d = d
+    let e = MemoryLayout<T>.stride
+    if bytes(qs.count, d, d, e) <= memoryLimit / 2 {
+      let u = try Workspace<T>(count: qs.count * d * d)
+      for (k, q) in qs.enumerated() {
+        let uk = u.pointer + k * d * d
+        for i in 0..<d {
+          for j in 0..<i { uk[i * d + j] = 0 }
+          uk[i * d + i] = q[i, i]
+          for j in (i + 1)..<max(d, i + 1) { uk[i * d + j] = q[i, j] + q[j, i] }
+        }
+      }
+      triangles = u
+      operands = []
+      copies = []
+    } else {
+      triangles = nil
+      (operands, copies) = try symmetricOperands(qs, inPlace: qs.map { $0.blasOperand != nil && isSymmetric($0) })
+    }
+  }
+
+  /// acc[i] = a_iᵀ Q_k a_i for the `rows` rows of `a` (rows × d), with `y` (rows × d) as
+  /// workspace for the block product.
+  @inline(__always)
+  func evaluate(
+    _ k: Int, _ a: BLASOperand<T>, rows m: Int, y: UnsafeMutablePointer<T>, into acc: UnsafeMutablePointer<Double>
+  ) {
+    guard let triangles else {
+      quadformBlock(a, operands[k], rows: m, cols: d, y: y, into: acc)
+      return
+    }
+    copyOperand(a, rows: m, cols: d, into: y)
+    T._trmmUpperRight(m: m, n: d, u: triangles.pointer + k * d * d, ldu: d, b: y, ldb: d)
+    acc.update(repeating: 0, count: m)
+    accumulateRowDots(y, ldy: d, a, rows: m, cols: 0..<d, into: acc)
+  }
+}
+
+/// Copies the rows × cols operand `a` into `y`, row-major with leading dimension cols.
+@inline(__always)
+func copyOperand<T: KernelScalar>(_ a: BLASOperand<T>, rows m: Int, cols d: Int, into y: UnsafeMutablePointer<T>) {
+  if a.rowMajor {
+    for i in 0..<m { (y + i * d).update(from: a.pointer + i * a.ld, count: d) }
+  } else {
+    for j in 0..<d {
+      let column = a.pointer + j * a.ld
+      for i in 0..<m { y[i * d + j] = column[i] }
+    }
+  }
 }
 
 /// acc[i] = a_iᵀ S a_i for the `rows` rows of `a` (rows × cols), with `y` (rows × cols)

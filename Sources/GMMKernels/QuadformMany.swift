@@ -38,17 +38,16 @@ public func quadformMany<T: KernelScalar>(
   }
 
   let e = MemoryLayout<T>.stride
-  let inPlace = qs.map { $0.blasOperand != nil && isSymmetric($0) }
-  let copies = inPlace.filter { !$0 }.count
   let pack = centers != nil || x.blasOperand == nil
   let needs = WorkspaceNeeds(
-    shared: total(bytes(copies, d, d, e), centers != nil ? bytes(k, d, e) : 0),
+    shared: total(
+      QuadraticForms.workspaceBytes(qs, d: d, memoryLimit: options.memoryLimit),
+      centers != nil ? bytes(k, d, e) : 0),
     perRow: total(pack ? bytes(d, e) : 0, bytes(d, e), MemoryLayout<Double>.stride),
     preferredBlockRows: quadformBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
 
-  let (operands, symmetricCopies) = try symmetricOperands(qs, inPlace: inPlace)
-  defer { withExtendedLifetime(symmetricCopies) {} }  // `operands` point into them
+  let forms = try QuadraticForms(qs, d: d, memoryLimit: options.memoryLimit)
   var centerRows: [Workspace<T>] = []
   if let centers {
     for j in 0..<k { centerRows.append(try packVector(centers.row(j))!) }
@@ -76,7 +75,7 @@ public func quadformMany<T: KernelScalar>(
         a = x.rows(rows).blasOperand!
       }
       let acc = sums[w].pointer
-      quadformBlock(a, operands[j], rows: m, cols: d, y: products[w].pointer, into: acc)
+      forms.evaluate(j, a, rows: m, y: products[w].pointer, into: acc)
       for i in 0..<m { out[rows.lowerBound + i, j] = T(acc[i]) }
     }
   }

@@ -117,14 +117,17 @@ final class WorkerThreads: @unchecked Sendable {
   }
 }
 
-/// Options that pause each worker for a millisecond after each block it finishes, so that
-/// with several workers and blocks every worker takes blocks (and their partial results
-/// must be combined), and record which threads did.
+/// Options that hold each worker after each block it finishes until as many threads as
+/// can run at once have finished a block (or 2 s have passed), so that with several
+/// workers and blocks every worker takes blocks on a thread of its own — under any load,
+/// and with a fixed block order too — and their partial results must be combined; and
+/// record which threads did.
 func spreadingOptions(threads: Int, workers: WorkerThreads) -> KernelOptions {
-  KernelOptions(
+  let wanted = min(threads, KernelOptions.availableCPUs)
+  return KernelOptions(
     threads: threads,
     progress: { _ in
       workers.record()
-      usleep(1000)
+      for _ in 0..<2000 where workers.count < wanted { usleep(1000) }
     })
 }
