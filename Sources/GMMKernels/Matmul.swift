@@ -1,9 +1,6 @@
 // matmul: C = A B with A (n × k) read by row blocks (a memmap larger than RAM) and C
 // written by row blocks (a memmap too): nothing n-sized is allocated.
 
-/// Rows of A per block: tall enough to amortise OpenBLAS's packing of B per call.
-let matmulBlockRows = 2048
-
 /// Writes `out = a · b` for `a` (n × k), `b` (k × m), `out` (n × m).
 ///
 /// BLAS reads A's blocks in place and writes straight into `out` when their strides

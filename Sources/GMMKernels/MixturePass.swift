@@ -43,15 +43,6 @@ public struct MixtureStatistics {
   public var scatter: [Double]
 }
 
-/// Rows per block of the fused pass.
-let mixtureBlockRows = 512
-
-/// Up to this many features, full and tied mixtures take the lifted pass (below).
-let liftedMaxFeatures = 128
-/// Rows per block of the lifted pass: its d(d+1)/2-wide block of products should stay in
-/// the caches between the GEMMs that write and read it.
-let liftedBlockRows = 256
-
 /// The fused E/M pass over `x` (n × d) for a K-component mixture.
 ///
 /// - Parameters:

@@ -1,10 +1,6 @@
 // outer: out[i, j] = y_i · x_j, written block-parallel straight into `out` (which may be a
 // memmap larger than RAM). Pure write bandwidth: no BLAS, no workspace beyond a copy of x.
 
-/// Bytes of `out` per block: large enough to keep both cores streaming, small enough that
-/// cancellation and progress stay responsive.
-let outerBlockBytes = 1 << 20
-
 /// Writes `out[i, j] = y[i] * x[j]` for `y` (n), `x` (m), `out` (n × m).
 @_specialize(exported: true, where T == Float)
 @_specialize(exported: true, where T == Double)

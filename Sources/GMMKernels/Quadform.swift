@@ -14,14 +14,6 @@
 //   as full GEMMs: n·d²·(1 + leaf/d) flops in all. Once panel I is done, Y[:, I] is final
 //   and still in cache, so it is reduced into q right away.
 
-/// Top panel width of the recursive method: the inner dimension of its big GEMMs.
-let quadformPanelWidth = tuning("GMK_QF_P", 256)
-/// Leaf width of the diagonal blocks: narrower wastes fewer flops, wider is a better GEMM.
-let quadformLeafWidth = tuning("GMK_QF_L", 64)
-/// Rows per block, measured on the development machine (see `python -m gmmkernels.bench`):
-/// taller blocks amortise OpenBLAS's packing of U (or S's panels) over more rows.
-let quadformBlockRows = tuning("GMK_QF_B", 512)
-
 /// Writes `out[i] = (x_i − c)ᵀ Q (x_i − c)` for the n rows `x_i` of `x` (n × d).
 ///
 /// - Parameters:

@@ -1,5 +1,49 @@
-internal import Glibc
-func tuning(_ name: String, _ value: Int) -> Int {
-  if let v = getenv(name), let i = Int(String(cString: v)) { return i }
-  return value
-}
+// Block sizes and thresholds of every kernel, in one place. Each was measured on the
+// development machine (2 cores, OpenBLAS 0.3.21) with `python3 -m gmmkernels.bench` and
+// single-threaded runs beside a reference DGEMM; the memory limit can only lower them.
+
+// MARK: - quadform, quadform_many (and the mixture pass for d > liftedMaxFeatures)
+
+/// Rows per block: taller blocks amortise OpenBLAS's packing of U (or S's panels) over more
+/// rows; 256–1024 measured within noise of each other, 512 best.
+let quadformBlockRows = 512
+/// Top panel width of the recursive method (used when the triangles U_k do not fit half
+/// the memory limit): the inner dimension of its big GEMMs.
+let quadformPanelWidth = 256
+/// Leaf width of the recursive method's diagonal blocks: narrower wastes fewer flops
+/// (d·leaf/2 per row), wider is a better GEMM.
+let quadformLeafWidth = 64
+
+// MARK: - weighted_gram, weighted_gram_many
+
+/// Rows per block: taller blocks amortise each SYRK's read and write of the d × d
+/// accumulator; flat from 512 to 4096 on one core.
+let weightedGramBlockRows = 2048
+
+// MARK: - weighted_sum
+
+/// Rows per block of the K × d GEMM update.
+let weightedSumBlockRows = 1024
+
+// MARK: - matmul
+
+/// Rows of A per block: tall enough that OpenBLAS's packing of B per call costs a few
+/// percent at most (B is packed once per block).
+let matmulBlockRows = 2048
+
+// MARK: - outer
+
+/// Bytes of `out` per block: large enough to keep both cores streaming, small enough that
+/// cancellation and progress stay responsive.
+let outerBlockBytes = 1 << 20
+
+// MARK: - mixture pass
+
+/// Rows per block of the per-component pass.
+let mixtureBlockRows = 512
+/// Up to this many features, full and tied mixtures take the lifted pass: its d(d+1)/2
+/// products per row stay cheap, and the K small GEMMs become a few large ones.
+let liftedMaxFeatures = 128
+/// Rows per block of the lifted pass: its rows × d(d+1)/2 block of products should stay in
+/// cache between the GEMMs that write and read it (64–256 measured alike, 128 best).
+let liftedBlockRows = 128

@@ -8,10 +8,6 @@
 // Each worker keeps its own d × d accumulator in Double and they are summed at the end;
 // float32 blocks are computed by SSYRK and added into the Double accumulator per block.
 
-/// Rows per block, measured on the development machine: taller blocks amortise the d × d
-/// accumulator's traffic per SYRK call.
-let weightedGramBlockRows = tuning("GMK_WG_B", 2048)
-
 /// Writes `out = Σ_i w_i (x_i − c)(x_i − c)ᵀ` (both triangles) for `x` (n × d).
 ///
 /// - Parameters:

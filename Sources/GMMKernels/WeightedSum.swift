@@ -3,8 +3,6 @@
 // Parallel row blocks; per block one GEMM (K × d += (m × K)ᵀ (m × d)) into the worker's
 // Double accumulator (float32 blocks through a float32 product), summed at the end.
 
-let weightedSumBlockRows = 1024
-
 /// Writes `out = Rᵀ X` (K × d) for `x` (n × d) and `r` (n × K).
 @_specialize(exported: true, where T == Float)
 @_specialize(exported: true, where T == Double)
