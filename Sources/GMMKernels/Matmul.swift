@@ -20,6 +20,7 @@ public func matmul<T: KernelScalar>(
   guard out.rows == n && out.cols == m else {
     throw .invalidArgument("out must be (\(n), \(m)) for A of shape (\(n), \(k)) and B of shape (\(k), \(m)), got (\(out.rows), \(out.cols))")
   }
+  try checkBLASDimensions(k, m)
   if n == 0 || m == 0 { return }
   if k == 0 {
     for i in 0..<n { for j in 0..<m { out[i, j] = 0 } }

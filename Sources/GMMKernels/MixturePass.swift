@@ -67,6 +67,8 @@ public func mixturePass<T: KernelScalar>(
   try checkMixtureArguments(
     x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: precisions,
     responsibilities: responsibilities, scores: scores)
+  try checkBLASDimensions(x.cols)
+  try probeAllocation(componentTableBytes(logNorm.count, perEntry: bytes(x.cols, MemoryLayout<T>.stride)))
   let n = x.rows
   let d = x.cols
   let k = logNorm.count

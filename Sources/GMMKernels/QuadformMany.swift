@@ -31,6 +31,7 @@ public func quadformMany<T: KernelScalar>(
   guard out.rows == n && out.cols == k else {
     throw .invalidArgument("out must be (\(n), \(k)) for X of shape (\(n), \(d)) and \(k) matrices, got (\(out.rows), \(out.cols))")
   }
+  try checkBLASDimensions(d)
   if n == 0 || k == 0 { return }
   if d == 0 {
     for i in 0..<n { for j in 0..<k { out[i, j] = 0 } }
@@ -46,6 +47,7 @@ public func quadformMany<T: KernelScalar>(
     perRow: total(pack ? bytes(d, e) : 0, bytes(d, e), MemoryLayout<Double>.stride),
     preferredBlockRows: quadformBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
+  try probeAllocation(componentTableBytes(k, perEntry: bytes(d, e)))
 
   let forms = try QuadraticForms(qs, d: d, memoryLimit: options.memoryLimit)
   var centerRows: [Workspace<T>] = []

@@ -77,6 +77,8 @@ public struct StridedMatrix<T: KernelScalar> {
   var blasOperand: BLASOperand<T>? {
     let e = MemoryLayout<T>.stride
     guard Int(bitPattern: base) % MemoryLayout<T>.alignment == 0 else { return nil }
+    // BLAS takes leading dimensions as 32-bit integers: wider strides are packed instead.
+    guard abs(rowStride) / e <= blasIntMax && abs(colStride) / e <= blasIntMax else { return nil }
     let p = UnsafePointer(base.assumingMemoryBound(to: T.self))
     if colStride == e || cols <= 1, rowStride % e == 0, rowStride / e >= max(1, cols) {
       return BLASOperand(pointer: p, rowMajor: true, ld: rowStride / e)
@@ -98,5 +100,15 @@ struct BLASOperand<T: KernelScalar> {
   /// The operand for rows `r0...` and columns `c0...` of the same matrix.
   @inline(__always) func offset(row r0: Int, col c0: Int) -> UnsafePointer<T> {
     rowMajor ? pointer + (r0 * ld + c0) : pointer + (c0 * ld + r0)
+  }
+}
+
+/// The largest dimension or leading dimension BLAS (32-bit integers) accepts.
+let blasIntMax = Int(Int32.max)
+
+/// Throws unless every dimension fits BLAS's 32-bit integers.
+func checkBLASDimensions(_ dims: Int...) throws(KernelError) {
+  for d in dims where d > blasIntMax {
+    throw .invalidArgument("a dimension of \(d) exceeds what BLAS takes (2**31 - 1)")
   }
 }

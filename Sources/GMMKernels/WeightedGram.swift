@@ -33,6 +33,7 @@ public func weightedGram<T: KernelScalar>(
   guard out.rows == d && out.cols == d else {
     throw .invalidArgument("out must be (\(d), \(d)) for X of shape (\(n), \(d)), got (\(out.rows), \(out.cols))")
   }
+  try checkBLASDimensions(d)
   if d == 0 { return }
 
   let e = MemoryLayout<T>.stride

@@ -36,6 +36,7 @@ public func weightedGramMany<T: KernelScalar>(
   for (j, o) in out.enumerated() where o.rows != d || o.cols != d {
     throw .invalidArgument("out[\(j)] must be (\(d), \(d)) for X of shape (\(n), \(d)), got (\(o.rows), \(o.cols))")
   }
+  try checkBLASDimensions(d)
   if d == 0 || k == 0 { return }
 
   let e = MemoryLayout<T>.stride
@@ -52,6 +53,7 @@ public func weightedGramMany<T: KernelScalar>(
     perRow: bytes(d, e),
     preferredBlockRows: weightedGramBlockRows)
   let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
+  try probeAllocation(componentTableBytes(k, perEntry: total(bytes(plan.workers, 16), bytes(d, e))))
 
   // accumulators[w][j]: worker w's sum for component j (pointer, leading dimension).
   var sums: [[(pointer: UnsafeMutablePointer<Double>, ld: Int)]] = []

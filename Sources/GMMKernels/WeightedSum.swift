@@ -19,6 +19,7 @@ public func weightedSum<T: KernelScalar>(
   guard out.rows == k && out.cols == d else {
     throw .invalidArgument("out must be (\(k), \(d)) for R with \(k) columns and X of shape (\(n), \(d)), got (\(out.rows), \(out.cols))")
   }
+  try checkBLASDimensions(d, k)
   if d == 0 || k == 0 { return }
 
   let e = MemoryLayout<T>.stride

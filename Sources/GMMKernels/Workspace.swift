@@ -26,3 +26,23 @@ final class Workspace<T: KernelScalar> {
 
 /// A workspace of `Double` accumulators.
 typealias Accumulator = Workspace<Double>
+
+/// Checks that `bytes` of memory can be allocated now, and releases them.
+///
+/// Swift arrays (of per-component views and buffers) stop the process when an allocation
+/// fails; before building arrays whose size grows with the number of components, a kernel
+/// probes for their memory with an allocation that can fail, and throws instead.
+public func probeAllocation(_ bytes: Int) throws(KernelError) {
+  var raw: UnsafeMutableRawPointer?
+  guard bytes > 0 else { return }
+  guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+    throw .outOfMemory("could not allocate \(bytes) bytes of per-component workspace")
+  }
+  free(raw)
+}
+
+/// A generous estimate of what Swift arrays of `count` per-component entries cost:
+/// `perEntry` bytes each plus object headers.
+func componentTableBytes(_ count: Int, perEntry: Int) -> Int {
+  bytes(count, total(perEntry, 128))
+}

@@ -80,6 +80,7 @@ struct Arguments {
     guard !viewBytes.overflow && viewBytes.partialValue <= options.memoryLimit else {
       throw .invalidArgument("\(name) holds \(v.shape.0) matrices: describing them exceeds memory_limit=\(options.memoryLimit) bytes")
     }
+    try probeAllocation(2 * viewBytes.partialValue)
     return (0..<Int(v.shape.0)).map { makeMatrix(v, offset: $0 * Int(v.strides.0), dims: (1, 2)) }
   }
 

@@ -298,9 +298,9 @@ def mixture_pass(X, log_norm, means, precisions, *, scatter="full", sample_weigh
     w = None if sample_weight is None else operand(sample_weight, X.dtype, "sample_weight", (n,))
     inputs = {"X": X, "means": means, "precisions": precisions, "sample_weight": w}
     if resp_out is not None:
-        resp_out = output(resp_out, (n, k), X.dtype, inputs)
+        resp_out = output(resp_out, (n, k), X.dtype, inputs, name="resp_out")
     if score_out is not None:
-        score_out = output(score_out, (n,), X.dtype, inputs)
+        score_out = output(score_out, (n,), X.dtype, inputs, name="score_out")
     second_shape = {"full": (k, d, d), "tied": (d, d), "diagonal": (k, d), "none": (0,)}[scatter]
     stats = np.zeros(1 + k + k * d + int(np.prod(second_shape)), dtype=np.float64)
     _run("gmk_mixture_pass",

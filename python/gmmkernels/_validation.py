@@ -47,23 +47,23 @@ def operand(a, dtype, name, shape):
     return arr
 
 
-def output(out, shape, dtype, inputs):
-    """`out` checked (writable, shape, dtype, no overlap with `inputs`) or a new array."""
+def output(out, shape, dtype, inputs, name="out"):
+    """`out` (called `name` in messages) checked (writable, shape, dtype, no overlap with `inputs`) or a new array."""
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
-        raise TypeError("out must be a numpy array, got %s" % type(out).__name__)
+        raise TypeError("%s must be a numpy array, got %s" % (name, type(out).__name__))
     if out.shape != tuple(shape):
         raise ValueError(
-            "out must have shape %s, got %s" % (_shape(np.empty(shape, dtype=np.int8)), _shape(out))
+            "%s must have shape %s, got %s" % (name, _shape(np.empty(shape, dtype=np.int8)), _shape(out))
         )
     if out.dtype != dtype:
-        raise TypeError("out must have dtype %s (the dtype of X), got %s" % (dtype, out.dtype))
+        raise TypeError("%s must have dtype %s (the dtype of X), got %s" % (name, dtype, out.dtype))
     if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    for name, a in inputs.items():
+        raise ValueError("%s is read-only" % name)
+    for other, a in inputs.items():
         if a is not None and _overlaps(out, a):
-            raise ValueError("out must not overlap %s" % name)
+            raise ValueError("%s must not overlap %s" % (name, other))
     return out
 
 
