@@ -227,9 +227,10 @@ SWIFT_ARRAYS_FAIL = RLIMIT_HARNESS + """
 @pytest.mark.parametrize("name", ["weighted_gram_many", "mixture_pass"])
 def test_allocation_failure_outside_the_workspace_is_not_a_crash(name):
     # K = 2**20 components of a zero-stride view: the library's own arrays of K entries
-    # (views of the K matrices, per-component results) are allocated by the Swift runtime,
-    # which aborts the process when an allocation fails ("Fatal error: failed to allocate
-    # ... bytes of memory") instead of returning GMK_ERR_MEMORY.
+    # (views of the K matrices, per-component results) are Swift arrays, and the Swift
+    # runtime aborts the process when their allocation fails ("Fatal error: failed to
+    # allocate ... bytes of memory", SIGABRT). The library must find out before it builds
+    # them and return GMK_ERR_MEMORY (MemoryError) instead.
     proc = run_python(SWIFT_ARRAYS_FAIL, name)
     assert proc.returncode == 0, describe(proc)
     outcome = proc.stdout.splitlines()[-1].split(": ", 1)[1]

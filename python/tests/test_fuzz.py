@@ -504,10 +504,7 @@ def defect_args(defect):
         return (defect,)
     for suffix in ("_dtype", "_ndim", "_shape", "_none", "_read_only", "_not_array", "_alias"):
         if defect.endswith(suffix):
-            name = defect[: -len(suffix)]
-            # mixture_pass's resp_out and score_out are reported as "out" (see
-            # test_mixture_pass_output_errors_name_the_argument); here "out" is enough.
-            return ("out",) if name in ("resp_out", "score_out") else (name,)
+            return (defect[: -len(suffix)],)
     return (defect,)
 
 
@@ -1231,9 +1228,11 @@ def test_fuzz_huge_strides_on_length_one_axes(case):
 
 
 def test_one_row_view_with_a_huge_row_stride():
-    # The smallest form of the crash the fuzz above finds: one row of X whose row stride is
-    # 2**34 bytes (2**31 float64 elements). numpy treats it as any one-row array (the stride
-    # of a length-1 axis never moves the address); the kernels must too.
+    # The smallest input of the kind the fuzz above generates: one row of X whose row stride
+    # is 2**34 bytes (2**31 float64 elements). numpy treats it as any one-row array (the
+    # stride of a length-1 axis never moves the address); the kernels must too, and not pass
+    # the stride to BLAS, whose 32-bit leading dimension cannot hold it (Swift's conversion
+    # traps: the process dies of SIGILL).
     failures = []
     for name in ["quadform", "quadform_many", "weighted_gram", "weighted_gram_many", "weighted_sum", "matmul"]:
         def body(name=name):
@@ -1252,7 +1251,7 @@ def test_one_row_view_with_a_huge_row_stride():
 
 
 def test_column_slice_of_a_wide_memmap(tmp_path):
-    # The same crash on a realistic input: the first columns of a float32 file of 3 rows of
+    # The same on a realistic input: the first columns of a float32 file of 3 rows of
     # 2**31 + 8 values (a sparse file: only the first values are written). The view's row
     # stride, 2**31 + 8 elements, does not fit BLAS's 32-bit leading dimension.
     path = tmp_path / "wide.f32"
@@ -1278,7 +1277,7 @@ def test_column_slice_of_a_wide_memmap(tmp_path):
 
 
 def test_mixture_pass_output_errors_name_the_argument():
-    # Errors about mixture_pass's two outputs say "out ...", not which of them is wrong.
+    # Errors about mixture_pass's two outputs name the one that is wrong, not just "out".
     X = np.zeros((4, 2))
     unnamed = []
     for name, shape in (("resp_out", (4, 1)), ("score_out", (4,))):
