@@ -490,9 +490,10 @@ final class CABITests: XCTestCase {
   /// Shapes whose workspace size overflows 64 bits although every view is valid (zero
   /// strides): the call must fail with a status, not crash or write out of bounds.
   func testWorkspaceSizeOverflowFailsCleanly() {
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
+    // Large enough for the control call's 3 × 3 float64 out (72 bytes).
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: 128, alignment: 64)
     defer { buffer.deallocate() }
-    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: 64)
+    buffer.initializeMemory(as: UInt8.self, repeating: 0, count: 128)
     // The harness itself: a valid call in a child process ends normally.
     let control = inChildProcess(addressSpaceHeadroom: 1 << 30) {
       let x = descriptor(buffer, dtype: float64Code, shape: [0, 3], strides: [24, 8])
