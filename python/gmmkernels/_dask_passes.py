@@ -316,7 +316,7 @@ class DaskPasses:
         blocks = gd._per_block(gd._block, "gaussian_mixture-%s-block-%s" % (method, token), X,
                                list(rows.values()), keywords)
         name = "gaussian_mixture-%s-%s" % (method, token)
-        tree = gd._array(name, _tree(blocks, gd.DEFAULT_SPLIT_EVERY, name, combine), blocks, (), object)
+        tree = gd._array(name, gd._tree_sum(blocks, gd.DEFAULT_SPLIT_EVERY, name, combine=combine), blocks, (), object)
         return tree.to_delayed().item().compute()
 
 
@@ -446,24 +446,4 @@ def _cumsum_search(start, closest, weights, targets):
 
 def _count_true(block):
     return np.array([np.count_nonzero(block)])
-
-
-def _tree(blocks, split_every, name, combine):
-    """A layer combining the results of ``blocks`` by a tree of ``split_every``-way
-    ``combine`` tasks; its key (name,) holds the result (as ``gmmkernels.dask``'s sums)."""
-    level = [(blocks.name, i) for i in range(blocks.numblocks[0])]
-    layer = {}
-    depth = 0
-    while len(level) > 1:
-        groups = [level[i:i + split_every] for i in range(0, len(level), split_every)]
-        level = []
-        for j, group in enumerate(groups):
-            if len(group) == 1:
-                level.append(group[0])
-            else:
-                layer[(name, depth, j)] = (combine,) + tuple(group)
-                level.append((name, depth, j))
-        depth += 1
-    layer[(name,)] = (combine, level[0])
-    return layer
 

@@ -14,20 +14,26 @@ def _shape(a):
     return "(%s)" % ", ".join(str(s) for s in a.shape) if a.ndim != 1 else "(%d,)" % a.shape[0]
 
 
+def check_data_dtype(dtype, name="X"):
+    """TypeError unless `dtype` is native float32 or float64: the data is never converted."""
+    if dtype in FLOAT_DTYPES:
+        return
+    if dtype.kind == "f" and dtype.itemsize in (4, 8):
+        raise TypeError(
+            "%s must be in native byte order, got dtype %s; use %s.astype(%s.dtype.newbyteorder('='))"
+            % (name, dtype.str, name, name)
+        )
+    raise TypeError(
+        "%s must have dtype float32 or float64, got %s; convert it with %s.astype(np.float64)"
+        % (name, dtype, name)
+    )
+
+
 def data_matrix(X, name="X"):
     """X as a 2-D float32/float64 ndarray, without copying it."""
     if not isinstance(X, np.ndarray):
         X = np.asarray(X)
-    if X.dtype not in FLOAT_DTYPES:
-        if X.dtype.kind == "f" and X.dtype.itemsize in (4, 8):
-            raise TypeError(
-                "%s must be in native byte order, got dtype %s; use %s.astype(%s.dtype.newbyteorder('='))"
-                % (name, X.dtype.str, name, name)
-            )
-        raise TypeError(
-            "%s must have dtype float32 or float64, got %s; convert it with %s.astype(np.float64)"
-            % (name, X.dtype, name)
-        )
+    check_data_dtype(X.dtype, name)
     if X.ndim != 2:
         raise ValueError("%s must be 2-D (n_samples, n_features), got shape %s" % (name, _shape(X)))
     return X

@@ -40,7 +40,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from . import _kernels
 from ._library import default_threads
-from ._validation import FLOAT_DTYPES, memory_limit_arg, operand, threads_arg
+from ._validation import FLOAT_DTYPES, check_data_dtype, memory_limit_arg, operand, threads_arg
 
 __all__ = [
     "quadform",
@@ -108,16 +108,7 @@ def _data_matrix(X, name="X"):
             "%s must be a dask array, got %s; for numpy arrays and memmaps use the functions "
             "of gmmkernels itself" % (name, type(X).__name__)
         )
-    if X.dtype not in FLOAT_DTYPES:
-        if X.dtype.kind == "f" and X.dtype.itemsize in (4, 8):
-            raise TypeError(
-                "%s must be in native byte order, got dtype %s; use %s.astype(%s.dtype.newbyteorder('='))"
-                % (name, X.dtype.str, name, name)
-            )
-        raise TypeError(
-            "%s must have dtype float32 or float64, got %s; convert it with %s.astype(np.float64)"
-            % (name, X.dtype, name)
-        )
+    check_data_dtype(X.dtype, name)
     if X.ndim != 2:
         raise ValueError("%s must be 2-D (n_samples, n_features), got shape %s" % (name, X.shape))
     if any(np.isnan(c) for c in X.chunks[0]):
@@ -253,12 +244,14 @@ def _per_block(block_fn, name, X, rows, keywords):
     )
 
 
-def _tree_sum(blocks, split_every, name, item=None):
+def _tree_sum(blocks, split_every, name, item=None, combine=None):
     """A layer adding up the partial results of `blocks` (element `item` of each, if given)
-    by a tree of `split_every`-way additions; its key (name,) holds the sum.
+    by a tree of `split_every`-way additions (or `combine` tasks); its key (name,) holds
+    the sum.
 
     A group of one (the last, when the count does not divide) moves up a level as it is.
     """
+    combine = combine or _add
     level = [(blocks.name, i) for i in range(blocks.numblocks[0])]
     if item is not None:
         level = [(operator.getitem, key, item) for key in level]
@@ -271,10 +264,10 @@ def _tree_sum(blocks, split_every, name, item=None):
             if len(group) == 1:
                 level.append(group[0])
             else:
-                layer[(name, depth, j)] = (_add,) + tuple(group)
+                layer[(name, depth, j)] = (combine,) + tuple(group)
                 level.append((name, depth, j))
         depth += 1
-    layer[(name,)] = (_add, level[0])
+    layer[(name,)] = (combine, level[0])
     return layer
 
 

@@ -1445,6 +1445,6 @@ def select_n_components(X, n_components_range, *, criterion="bic", sample_weight
         model = GaussianMixture(n_components=n_components, **params)
         model.fit(X, sample_weight=sample_weight)
         scores[i] = model._information_criterion(X, criterion, sample_weight)
-        if best is None or scores[i] < best_score:
-            best, best_score = model, scores[i]
+        if best is None or scores[i] < scores[:i].min():
+            best = model
     return best, scores
