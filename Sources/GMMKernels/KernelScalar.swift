@@ -61,6 +61,11 @@ extension Double {
       CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, blasint(m), blasint(n),
       1, u, ld(ldu), b, ld(ldb))
   }
+
+  /// `y += alpha * x` over `n` contiguous elements.
+  static func _axpy(n: Int, alpha: Double, x: UnsafePointer<Double>, y: UnsafeMutablePointer<Double>) {
+    cblas_daxpy(blasint(n), alpha, x, 1, y, 1)
+  }
 }
 
 extension Float: KernelScalar {

@@ -178,7 +178,7 @@ public func mixturePass<T: KernelScalar>(
       var top = 0
       for t in 0..<m {
         let rw = lp[t * k + j]
-        if rw == 0 { continue }
+        if rw < negligibleWeight { continue }
         let xi = x.row(idx[t])
         let f = first + j * d
         if syrkScatter {
@@ -353,13 +353,25 @@ func liftedMixturePass<T: KernelScalar>(
       lp, rows: m, components: k, indices: idx, sampleWeights: sampleWeights, scores: scores,
       responsibilities: responsibilities, into: st)
     guard wantStats else { return }
-    // Σ r z (K × d) and Σ r u(z) (K × lifted).
+    // Σ r z (K × d) and Σ r u(z) (K × lifted): the second by one GEMM, or, when few of the
+    // responsibilities matter (separated components), by an AXPY per pair that does.
     Double._gemm(
       transA: true, transB: false, m: k, n: d, k: m, alpha: 1, a: lp, lda: k,
       b: z, ldb: d, beta: 1, c: st + 1 + k, ldc: d)
-    Double._gemm(
-      transA: true, transB: false, m: k, n: lifted, k: m, alpha: 1, a: lp, lda: k,
-      b: u, ldb: lifted, beta: 1, c: st + 1 + k + k * d, ldc: lifted)
+    let second = st + 1 + k + k * d
+    var significant = 0
+    for i in 0..<(m * k) where !(lp[i] < negligibleWeight) { significant += 1 }
+    if significant * sparseStatisticsRatio <= m * k {
+      for j in 0..<k {
+        for t in 0..<m where !(lp[t * k + j] < negligibleWeight) {
+          Double._axpy(n: lifted, alpha: lp[t * k + j], x: u + t * lifted, y: second + j * lifted)
+        }
+      }
+    } else {
+      Double._gemm(
+        transA: true, transB: false, m: k, n: lifted, k: m, alpha: 1, a: lp, lda: k,
+        b: u, ldb: lifted, beta: 1, c: second, ldc: lifted)
+    }
   }
 
   let sum = sumOfWorkers(stats, count: statsCount)
@@ -426,6 +438,12 @@ public func checkMixtureArguments<T: KernelScalar>(
 
 // MARK: - Shared by both passes
 
+/// Responsibilities (times sample weights) below this add nothing the statistics can hold,
+/// so the second moments skip them: over n < 10¹⁸ rows they sum to < 10⁻⁴², far under the
+/// last bit of the smallest count an EM step uses (scikit-learn adds 10·ε ≈ 2·10⁻¹⁵ to
+/// every N_k). The log-likelihood and the counts N_k still take every responsibility.
+let negligibleWeight = 1e-60
+
 /// Writes into `idx` the rows of `rows` that take part, all or those of non-zero sample
 /// weight, and returns their number.
 @inline(__always)
@@ -454,7 +472,7 @@ func normalizeRows<T: KernelScalar>(
     var top = -Double.infinity
     for j in 0..<k where row[j] > top { top = row[j] }
     var sum = 0.0
-    for j in 0..<k { sum += exp(row[j] - top) }
+    for j in 0..<k { sum += expOrZero(row[j] - top) }
     // With every component at −∞ (or a NaN), the row's likelihood is −∞ (or NaN).
     let lse = top.isFinite ? top + log(sum) : top + sum
     let i = idx[t]
@@ -462,13 +480,18 @@ func normalizeRows<T: KernelScalar>(
     st[0] += wi * lse
     if let s = scores { s[i] = T(lse) }
     for j in 0..<k {
-      let r = exp(row[j] - lse)
+      let r = expOrZero(row[j] - lse)
       responsibilities?[i, j] = T(r)
       row[j] = wi * r
       st[1 + j] += wi * r
     }
   }
 }
+
+/// e^x, with the arguments whose e^x rounds to 0 answered without calling `exp`: libm's
+/// underflow path is slow, and separated components put most log-responsibilities there.
+@inline(__always)
+func expOrZero(_ x: Double) -> Double { x < -746 ? 0 : exp(x) }
 
 /// Adds every worker's statistics into the first worker's and returns them.
 func sumOfWorkers(_ stats: [Accumulator], count: Int) -> UnsafeMutablePointer<Double> {

@@ -48,3 +48,7 @@ let liftedMaxFeatures = 128
 /// Rows per block of the lifted pass: its rows × d(d+1)/2 block of products should stay in
 /// cache between the GEMMs that write and read it (64–256 measured alike, 128 best).
 let liftedBlockRows = 128
+/// The lifted pass accumulates a block's second moments Σ r u(z) by one GEMM, or, when at
+/// most one in `sparseStatisticsRatio` of the block's (row, component) responsibilities is
+/// significant (separated components), by an AXPY of u(z) per significant pair.
+let sparseStatisticsRatio = 4

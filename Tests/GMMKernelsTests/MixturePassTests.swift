@@ -397,6 +397,45 @@ final class MixturePassTests: XCTestCase {
     }
   }
 
+  /// Separated components: most responsibilities lie far below `negligibleWeight` without
+  /// being zero, and the second moments skip them (the lifted pass then sums its products by
+  /// AXPYs instead of a GEMM). The first third of the rows lie midway between two neighbouring means
+  /// (two significant responsibilities of five: those blocks keep the GEMM), the rest near
+  /// one mean; the outputs must stay within rounding of the reference, which sums them all.
+  func testSeparatedComponentsSkipNegligibleResponsibilities() {
+    separated(Float.self)
+    separated(Double.self)
+  }
+
+  private func separated<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 611)
+    let k = 5
+    let cases: [(Int, Int, PrecisionKind, MixtureScatter)] = [
+      (900, 4, .full, .full), (900, 7, .tied, .tied), (300, liftedMaxFeatures + 1, .full, .full), (900, 6, .diagonal, .diagonal),
+    ]
+    for (n, d, kind, scatter) in cases {
+      let midway = n / 3
+      var c = randomMixture(&rng, n: n, d: d, k: k, kind: kind, scatter: scatter)
+      // Neighbouring means ½·λ·spacing²·d ≈ 140–280 apart in log-density: e^−280 is not 0.
+      let spacing = (560 / Double(d)).squareRoot()
+      c.means = (0..<(k * d)).map { Double($0 / d) * spacing }
+      c.x = (0..<n).flatMap { i -> [Double] in
+        let j = i % k
+        let centre = i < midway ? (Double(j % (k - 1)) + 0.5) * spacing : Double(j) * spacing
+        return (0..<d).map { _ in centre + rng.uniform(-0.5, 0.5) }
+      }
+      guard let run = runMixture(T.self, c, options: KernelOptions(threads: 2)) else { continue }
+      let r = run.want.responsibilities.values
+      let kept = { (rows: Range<Int>) in rows.flatMap { i in r[(i * k)..<((i + 1) * k)] }.filter { $0 >= negligibleWeight }.count }
+      let skipped = (midway * k..<(n * k)).filter { r[$0] > 0 && r[$0] < negligibleWeight }.count
+      let context = "\(T.self) d=\(d) \(kind)"
+      XCTAssertEqual(kept(midway..<n), n - midway, "\(context): one significant responsibility per row near a mean")
+      XCTAssertGreaterThanOrEqual(kept(0..<midway), 2 * midway, "\(context): two per row midway")
+      XCTAssertGreaterThan(skipped, n - midway, "\(context): negligible responsibilities that are not zero")
+      checkMixture(T.self, c, options: KernelOptions(threads: 2))
+    }
+  }
+
   /// Full and tied mixtures up to liftedMaxFeatures features take the lifted pass: with one
   /// thread (a fixed summation order) mixturePass gives the lifted pass's results to the bit.
   func testFullAndTiedMixturesOfFewFeaturesTakeTheLiftedPass() {

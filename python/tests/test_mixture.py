@@ -27,10 +27,10 @@ INIT_PARAMS = ["kmeans", "k-means++", "random", "random_from_data"]
 PARITY = dict(rtol=1e-8, atol=1e-12)
 
 
-def blobs(n=2000, d=5, k=3, seed=0, dtype=np.float64):
+def blobs(n=2000, d=5, k=3, seed=0, dtype=np.float64, scale=6.0):
     """Well-separated Gaussian blobs with random full covariances."""
     rng = np.random.RandomState(seed)
-    centers = rng.normal(scale=6.0, size=(k, d))
+    centers = rng.normal(scale=scale, size=(k, d))
     labels = rng.randint(k, size=n)
     shapes = rng.normal(size=(k, d, d)) * 0.3 + np.eye(d)
     X = centers[labels] + np.einsum("nij,nj->ni", shapes[labels], rng.normal(size=(n, d)))
@@ -250,6 +250,50 @@ def test_pass_statistics_give_the_m_step(covariance_type):
     for got, expected in zip((counts, first, second), reference):
         assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
     assert_allclose(ll, model.score(X) * 500, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [6, 140])  # the lifted pass, the per-component pass
+def test_statistics_of_separated_components(d, dtype):
+    # Far components' responsibilities are tiny but not zero (e^-140 and less); the second
+    # moments skip those below 1e-60 and must still equal numpy's sums over all of them.
+    rng = np.random.RandomState(13)
+    k, n = 6, 3000
+    spacing = np.sqrt(560.0 / d)
+    mu = np.arange(k)[:, None] * spacing * np.ones(d)
+    X = (mu[rng.randint(k, size=n)] + rng.uniform(-0.5, 0.5, size=(n, d))).astype(dtype)
+    scales = rng.uniform(0.5, 1.0, size=k)
+    log_norm = np.log(np.full(k, 1.0 / k)) + 0.5 * d * np.log(scales) - 0.5 * d * np.log(2 * np.pi)
+    # The reference takes the operands as rounded to dtype.
+    log_norm, mu, scales = (a.astype(dtype).astype(np.float64) for a in (log_norm, mu, scales))
+    precisions = scales[:, None, None] * np.eye(d)
+    X64 = X.astype(np.float64)
+    logp = log_norm - 0.5 * scales * ((X64[:, None, :] - mu) ** 2).sum(axis=2)
+    top = logp.max(axis=1, keepdims=True)
+    lse = top + np.log(np.exp(logp - top).sum(axis=1, keepdims=True))
+    resp = np.exp(logp - lse)
+    assert (resp >= 1e-60).mean() <= 0.25 and ((resp > 0) & (resp < 1e-60)).mean() > 0.2
+    for covariance_type in ("full", "tied"):
+        ll, counts, first, second = mixture_pass(X, log_norm.astype(dtype), mu.astype(dtype),
+                                                 precisions.astype(dtype),
+                                                 scatter=mixture._SCATTER[covariance_type])
+        want = centred_statistics(X64, resp, mu, covariance_type)
+        rtol = 1e-10 if dtype == np.float64 or d <= 128 else 1e-5
+        assert_allclose(ll, lse.sum(), rtol=rtol)
+        for got, expected in zip((counts, first, second), want):
+            assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_parity_with_separated_components(covariance_type):
+    # Far apart blobs: most responsibilities are negligible, and the statistics skip them.
+    X, centers = blobs(n=3000, d=4, k=6, seed=14, scale=15.0)
+    params = dict(n_components=6, covariance_type=covariance_type, tol=1e-10, max_iter=15,
+                  **given_inits(covariance_type, centers))
+    ours, theirs = fit_both(X, **params)
+    proba = theirs.predict_proba(X)
+    assert (proba >= 1e-60).mean() <= 0.25 and ((proba > 0) & (proba < 1e-60)).mean() > 0.1
+    assert_same_fit(ours, theirs)
 
 
 def test_solve_lower_against_inverse():
