@@ -146,8 +146,8 @@ def test_progress_bar(rng, capfd):
 
 # --- Ctrl-C -----------------------------------------------------------------------------------
 
-# The child times a call on 1/FRACTION of the rows to estimate the whole call, prints
-# "started", then runs the whole call. On KeyboardInterrupt it checks at once and again a
+# The child times a call on a few rows, sizes the whole call to take about TARGET seconds,
+# prints its estimate and "started", then runs the whole call. On KeyboardInterrupt it checks at once and again a
 # little later that out no longer changes (the call must have ended when the exception
 # arrives), prints the traceback, checks what was written and that the library still works,
 # and exits with status 3. (Left uncaught, KeyboardInterrupt makes Python 3.8+ end itself by
@@ -159,33 +159,37 @@ CHILD = textwrap.dedent(
     import numpy as np
     import gmmkernels as gk
 
-    FRACTION = 50
+    TARGET = 10.0  # seconds the whole call should take, whatever the machine's speed
     which = sys.argv[1]
     rng = np.random.default_rng(5)
     if which == "quadform_many":
-        n, d, K = 30_000, 256, 100
-        X = rng.standard_normal((n, d))
+        d, K, probe = 256, 100, 600
         Qs = np.empty((K, d, d))
         for k in range(K):  # (numpy's stacked matmul is far slower than K calls here)
             A = rng.standard_normal((d, d))
             Qs[k] = A @ A.T / d + np.eye(d)
-        out = np.full((n, K), np.nan)
-        call = lambda rows, out: gk.quadform_many(X[rows], Qs, out=out)
+        def setup(n):
+            X = rng.standard_normal((n, d))
+            return X, np.full((n, K), np.nan), lambda out: gk.quadform_many(X, Qs, out=out)
     else:
-        n, d, K = 300_000, 256, 30
-        X = np.broadcast_to(rng.standard_normal(d), (n, d))
-        R = np.broadcast_to(rng.random(K), (n, K))
-        out = np.full((K, d, d), np.nan)
-        call = lambda rows, out: gk.weighted_gram_many(X[rows], R[rows], out=out)
+        d, K, probe = 256, 30, 6000
+        x, r = rng.standard_normal(d), rng.random(K)
+        def setup(n):
+            X, R = np.broadcast_to(x, (n, d)), np.broadcast_to(r, (n, K))
+            return X, np.full((K, d, d), np.nan), lambda out: gk.weighted_gram_many(X, R, out=out)
 
-    gk.quadform_many(X[:100], np.ones((2, d, d)))  # first use: thread pools, BLAS buffers
+    gk.quadform_many(np.ones((100, d)), np.ones((2, d, d)))  # first use: thread pools, BLAS buffers
+    _, _, small = setup(probe)
     t0 = time.perf_counter()
-    call(slice(0, n // FRACTION), None)
-    print("estimate %.3f" % (FRACTION * (time.perf_counter() - t0)), flush=True)
+    small(None)
+    per_row = (time.perf_counter() - t0) / probe
+    n = min(max(10 * probe, int(TARGET / per_row)), 1_000_000)
+    X, out, call = setup(n)
+    print("estimate %.3f" % (n * per_row), flush=True)
     print("started", flush=True)
     t0 = time.perf_counter()
     try:
-        call(slice(None), out)
+        call(out)
     except KeyboardInterrupt:
         stopped = time.perf_counter() - t0
         snapshot = out.copy()
