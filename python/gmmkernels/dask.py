@@ -36,7 +36,9 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask.utils import apply
 
 from . import _kernels
 from ._library import default_threads
@@ -231,9 +233,14 @@ def _per_block(block_fn, name, X, rows, keywords):
     """block_fn(x_block, *row_blocks, **keywords) per row block of X, as a 1-D dask array
     of objects with one element per block (a partial result, not an array of that shape).
 
-    One blockwise layer, so that a block's load (e.g. by from_memmap) fuses with the kernel
-    call into one task.
+    When X is an array of :func:`from_memmap`, each task maps its rows itself: a separate
+    loading task would not fuse with the kernel's (dask fuses only single-dependency
+    chains, and the shared operands are dependencies too), and the scheduler, seeing a
+    loaded block as data, would neither balance the kernels over the workers nor move one.
     """
+    source = _FILE_ARRAYS.get(X.name)
+    if source is not None:
+        return _per_file_block(block_fn, name, X, source, rows, keywords)
     args = [X, "ij"]
     for r in rows:
         args += [r, "i" if r.ndim == 1 else "ik"]
@@ -242,6 +249,27 @@ def _per_block(block_fn, name, X, rows, keywords):
         name=name, dtype=object, meta=np.empty((0,), dtype=object),
         adjust_chunks={"i": 1}, concatenate=True, **keywords,
     )
+
+
+def _per_file_block(block_fn, name, X, source, rows, keywords):
+    """_per_block for X of from_memmap(`source` = (path, layout)): one task per block that
+    reads the block's rows and calls block_fn."""
+    path, layout = source
+    shared = [v for v in keywords.values() if isinstance(v, Delayed)]
+    kwargs = (dict, [[k, v.key if isinstance(v, Delayed) else v] for k, v in keywords.items()])
+    row_keys = [r.__dask_keys__() for r in rows]
+    bounds = np.cumsum((0,) + X.chunks[0]).tolist()
+    layer = {}
+    for i in range(X.numblocks[0]):
+        blocks = [keys[i] if r.ndim == 1 else keys[i][0] for r, keys in zip(rows, row_keys)]
+        layer[(name, i)] = (apply, _block_of_file, [block_fn, path, layout, bounds[i], bounds[i + 1]] + blocks,
+                            kwargs)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=list(rows) + shared)
+    return da.Array(graph, name, ((1,) * X.numblocks[0],), dtype=object, meta=np.empty((0,), dtype=object))
+
+
+def _block_of_file(block_fn, path, layout, start, stop, *row_blocks, **keywords):
+    return block_fn(_rows_of_file(path, layout, start, stop), *row_blocks, **keywords)
 
 
 def _tree_sum(blocks, split_every, name, item=None, combine=None):
@@ -595,11 +623,15 @@ def mixture_pass(X, log_norm, means, precisions, *, scatter="full", sample_weigh
 
     if not compute:
         return (*stats, *row_outputs)
+    if not row_outputs:
+        # The summed tuple itself, one key: no tasks after the tree.
+        ll, counts, first, second = tree.to_delayed().item().compute()
+        return (float(ll), _float64(counts), _float64(first), None if second is None else _float64(second))
     present = [s for s in stats if s is not None]
-    if row_outputs:
-        # Kept on the workers, computed in the same pass over X as the statistics.
-        persisted = dask.persist(*present, *row_outputs)
-        present, row_outputs = persisted[:len(present)], persisted[len(present):]
+    # The per-row outputs are kept on the workers, computed in the same pass over X as the
+    # statistics.
+    persisted = dask.persist(*present, *row_outputs)
+    present, row_outputs = persisted[:len(present)], persisted[len(present):]
     values = dask.compute(*present)
     second = values[3] if second0 is not None else None
     return (float(values[0]), values[1], values[2], second, *row_outputs)
@@ -677,8 +709,15 @@ def from_memmap(path, shape=None, dtype=None, offset=0, chunks="auto", order="C"
     # The file's size and time in the name: a rewritten file gives new keys, not stale results.
     name = "from_memmap-" + tokenize(path, shape, dtype, offset, order, chunks,
                                      stat.st_size, stat.st_mtime_ns)
-    return da.map_blocks(_read_rows, path=path, layout=(dtype, shape, offset, order), chunks=chunks,
+    layout = (dtype, shape, offset, order)
+    _FILE_ARRAYS[name] = (path, layout)
+    return da.map_blocks(_read_rows, path=path, layout=layout, chunks=chunks,
                          dtype=dtype, meta=np.empty((0,) * len(shape), dtype=dtype), name=name)
+
+
+# The arrays from_memmap made, by name: (path, layout), for _per_block. One small entry per
+# file and chunking.
+_FILE_ARRAYS = {}
 
 
 def _npy_layout(path):
@@ -705,8 +744,13 @@ def _npy_layout(path):
 
 def _read_rows(path, layout, block_info=None):
     """The block's rows of the array in `path`, as a read-only view of a fresh memmap."""
-    dtype, shape, offset, order = layout
     start, stop = block_info[None]["array-location"][0]
+    return _rows_of_file(path, layout, start, stop)
+
+
+def _rows_of_file(path, layout, start, stop):
+    """Rows start:stop of the array in `path`, as a read-only view of a fresh memmap."""
+    dtype, shape, offset, order = layout
     rows = (stop - start,) + shape[1:]
     if 0 in rows:
         return np.empty(rows, dtype=dtype)  # np.memmap cannot map zero bytes

@@ -350,6 +350,42 @@ def test_graph_carries_no_data(big_file):
     assert copies - tied > (k - 1.5) * P.nbytes, (tied, copies)
 
 
+def test_tasks_over_a_file_map_their_own_rows(client, rng, tmp_path):
+    # Over a from_memmap array, each kernel task reads its rows itself: no loading tasks in
+    # the optimized graph (a loaded block would pin its kernel to the worker that loaded it),
+    # and the results equal the in-memory kernels'. A sliced array keeps its loading tasks.
+    n, d, k = 700, 5, 3
+    X = rng.standard_normal((n, d)) + 50
+    w, R = rng.random(n), rng.random((n, k))
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    Xd = gd.from_memmap(path, chunks=128)
+    means, precisions = rng.standard_normal((k, d)) + 50, spd(rng, d, k)
+
+    def loading_tasks(*collections):
+        (optimized,) = [dask.optimize(*collections)]
+        graph = {}
+        for c in optimized:
+            graph.update(dict(c.__dask_graph__()))
+        return [key for key in graph if str(key).count("from_memmap")]
+
+    lazy = [gd.weighted_gram(Xd, w, center=X.mean(axis=0)), gd.weighted_gram_many(Xd, R),
+            gd.weighted_sum(Xd, R)]
+    stats = gd.mixture_pass(Xd, np.zeros(k), means, precisions, sample_weight=w, compute=False)
+    assert loading_tasks(*lazy) == [] and loading_tasks(*[s for s in stats if s is not None]) == []
+    assert loading_tasks(gd.weighted_gram(Xd[:300])) != []
+
+    assert_close(lazy[0].compute(), gk.weighted_gram(X, w, center=X.mean(axis=0)), np.float64)
+    assert_close(lazy[1].compute(), gk.weighted_gram_many(X, R), np.float64)
+    assert_close(lazy[2].compute(), gk.weighted_sum(X, R), np.float64)
+    assert_close(gd.weighted_gram(Xd[:300]).compute(), gk.weighted_gram(X[:300]), np.float64)
+    got = gd.mixture_pass(Xd, np.zeros(k), means, precisions, sample_weight=w)
+    want = mixture_pass(X, np.zeros(k), means, precisions, sample_weight=w)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    for g, e in zip(got[1:], want[1:]):
+        assert_close(g, e, np.float64)
+
+
 class _PeakRss:
     """Samples this process's RssAnon and RssFile (kB in /proc/self/status) every 1 ms."""
 
