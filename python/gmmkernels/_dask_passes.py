@@ -185,33 +185,19 @@ class DaskPasses:
     def kmeans_centers(self, X, n_components, random_state, sample_weight=None, *, max_iter=300, tol=1e-4):
         """``_kmeans.kmeans_centers`` with the same draws: the subsample is gathered and
         clustered on the client, Lloyd's iterations on all of X are reductions."""
-        n, d = X.shape
         positive = None if sample_weight is None else da.flatnonzero(sample_weight > 0).compute()
-        n_positive = n if positive is None else positive.shape[0]
-        limit = _kmeans.DEFAULT_MEMORY_LIMIT if self.memory_limit is None else self.memory_limit
-        size = max(_kmeans._SUBSAMPLE_ROWS, _kmeans._SUBSAMPLE_ROWS_PER_CLUSTER * n_components)
-        size = min(n_positive, max(n_components, min(size, limit // (16 * d + 64))))
-        if size == n_positive:
-            picked = np.arange(n) if positive is None else positive
-        else:
-            picked = np.sort(random_state.choice(n_positive, size=size, replace=False))
-            if positive is not None:
-                picked = positive[picked]
-        # Rows gathered by indices are a copy: the subsample is on the client.
-        sub = _kmeans.as_float64(self.rows(X, picked))
-        sub_weight = None if sample_weight is None else _kmeans.as_float64(self.rows(sample_weight, picked))
 
-        w = np.ones(sub.shape[0]) if sub_weight is None else sub_weight
-        mean = w @ sub / w.sum()
-        variance = w @ (sub - mean) ** 2 / w.sum()
-        tol_abs = float(np.mean(variance)) * tol
-        seeds, _ = _kmeans.kmeans_plusplus(sub, n_components, random_state, sample_weight=sub_weight,
-                                           threads=self.threads, memory_limit=self.memory_limit)
-        centers, _ = _kmeans.lloyd(sub, seeds, sample_weight=sub_weight, max_iter=max_iter, tol=tol_abs,
-                                   threads=self.threads, memory_limit=self.memory_limit)
-        if size < n_positive:
-            centers = self._lloyd(X, centers, sample_weight, max_iter, tol_abs)
-        return centers
+        def gather(picked):
+            # Rows gathered by indices are a copy: the subsample is on the client.
+            return (_kmeans.as_float64(self.rows(X, picked)),
+                    None if sample_weight is None else _kmeans.as_float64(self.rows(sample_weight, picked)))
+
+        def lloyd_on_all_rows(centers, tol_abs):
+            return self._lloyd(X, centers, sample_weight, max_iter, tol_abs)
+
+        return _kmeans.subsample_then_all_rows(
+            X.shape, n_components, random_state, positive, gather, lloyd_on_all_rows,
+            max_iter=max_iter, tol=tol, threads=self.threads, memory_limit=self.memory_limit)
 
     def _lloyd(self, X, centers, sample_weight, max_iter, tol):
         """``_kmeans.lloyd`` on a dask X: one reduction over the blocks per iteration.

@@ -253,8 +253,29 @@ def kmeans_centers(X, n_clusters, random_state, *, sample_weight=None, max_iter=
     -------
     centers : ndarray of shape (n_clusters, n_features), float64
     """
-    n, d = X.shape
     positive = None if sample_weight is None else np.flatnonzero(sample_weight > 0)
+
+    def gather(picked):
+        # Fancy indexing copies the rows (of a memmap too): the subsample is in memory.
+        return (as_float64(X[picked]),
+                None if sample_weight is None else np.asarray(sample_weight[picked], np.float64))
+
+    def lloyd_on_all_rows(centers, tol_abs):
+        return lloyd(X, centers, sample_weight=sample_weight, max_iter=max_iter, tol=tol_abs,
+                     threads=threads, memory_limit=memory_limit)[0]
+
+    return subsample_then_all_rows(X.shape, n_clusters, random_state, positive, gather, lloyd_on_all_rows,
+                                   max_iter=max_iter, tol=tol, threads=threads, memory_limit=memory_limit)
+
+
+def subsample_then_all_rows(shape, n_clusters, random_state, positive, gather, lloyd_on_all_rows, *,
+                            max_iter, tol, threads, memory_limit):
+    """The steps of :func:`kmeans_centers` for X held anywhere (in memory, on disk, on a
+    cluster): the subsample's indices are drawn here, ``gather(indices)`` brings its rows
+    and weights (or None) into memory, and ``lloyd_on_all_rows(centers, tol_abs)`` runs
+    Lloyd's iterations over all of X. ``positive``: the indices of the rows of positive
+    weight, or None when there are no weights."""
+    n, d = shape
     n_positive = n if positive is None else positive.shape[0]
     limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else memory_limit
     size = max(_SUBSAMPLE_ROWS, _SUBSAMPLE_ROWS_PER_CLUSTER * n_clusters)
@@ -265,9 +286,7 @@ def kmeans_centers(X, n_clusters, random_state, *, sample_weight=None, max_iter=
         picked = np.sort(random_state.choice(n_positive, size=size, replace=False))
         if positive is not None:
             picked = positive[picked]
-    # Fancy indexing copies the rows (of a memmap too): the subsample is in memory.
-    sub = as_float64(X[picked])
-    sub_weight = None if sample_weight is None else np.asarray(sample_weight[picked], np.float64)
+    sub, sub_weight = gather(picked)
 
     w = np.ones(sub.shape[0]) if sub_weight is None else sub_weight
     mean = w @ sub / w.sum()
@@ -279,6 +298,5 @@ def kmeans_centers(X, n_clusters, random_state, *, sample_weight=None, max_iter=
     centers, _ = lloyd(sub, seeds, sample_weight=sub_weight, max_iter=max_iter, tol=tol_abs,
                        threads=threads, memory_limit=memory_limit)
     if size < n_positive:
-        centers, _ = lloyd(X, centers, sample_weight=sample_weight, max_iter=max_iter, tol=tol_abs,
-                           threads=threads, memory_limit=memory_limit)
+        centers = lloyd_on_all_rows(centers, tol_abs)
     return centers
