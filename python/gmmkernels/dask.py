@@ -251,9 +251,11 @@ def _per_block(block_fn, name, X, rows, keywords):
     )
 
 
-def _per_file_block(block_fn, name, X, source, rows, keywords):
-    """_per_block for X of from_memmap(`source` = (path, layout)): one task per block that
-    reads the block's rows and calls block_fn."""
+def _per_file_block(block_fn, name, X, source, rows, keywords, chunks=None, dtype=object):
+    """block_fn(x_block, *row_blocks, **keywords) per row block of X = from_memmap(`source` =
+    (path, layout)), one task per block that reads the block's rows itself: a dask array of
+    `chunks` (one chunk per row block, whole along other axes) or, by default, of one
+    element per block."""
     path, layout = source
     shared = [v for v in keywords.values() if isinstance(v, Delayed)]
     kwargs = (dict, [[k, v.key if isinstance(v, Delayed) else v] for k, v in keywords.items()])
@@ -262,10 +264,11 @@ def _per_file_block(block_fn, name, X, source, rows, keywords):
     layer = {}
     for i in range(X.numblocks[0]):
         blocks = [keys[i] if r.ndim == 1 else keys[i][0] for r, keys in zip(rows, row_keys)]
-        layer[(name, i)] = (apply, _block_of_file, [block_fn, path, layout, bounds[i], bounds[i + 1]] + blocks,
-                            kwargs)
+        layer[(name, i) + (0,) * (len(chunks or ((),)) - 1)] = (
+            apply, _block_of_file, [block_fn, path, layout, bounds[i], bounds[i + 1]] + blocks, kwargs)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=list(rows) + shared)
-    return da.Array(graph, name, ((1,) * X.numblocks[0],), dtype=object, meta=np.empty((0,), dtype=object))
+    chunks = chunks or ((1,) * X.numblocks[0],)
+    return da.Array(graph, name, chunks, dtype=dtype, meta=np.empty((0,) * len(chunks), dtype=dtype))
 
 
 def _block_of_file(block_fn, path, layout, start, stop, *row_blocks, **keywords):
@@ -324,6 +327,11 @@ def _sum_over_rows(label, kernel, X, rows, shared, options, shape, split_every):
 def _map_rows(label, kernel, X, shared, options, columns):
     """kernel(x_block, **shared) per row block: (n,) if columns is None, else (n, columns)."""
     keywords = dict(kernel=kernel, **shared, **options)
+    source = _FILE_ARRAYS.get(X.name)
+    if source is not None:  # each task maps its own rows (see _per_block)
+        chunks = (X.chunks[0],) if columns is None else (X.chunks[0], (columns,))
+        return _per_file_block(_block, _name(label, X, keywords), X, source, [], keywords,
+                               chunks=chunks, dtype=X.dtype)
     if columns is None:
         return X.map_blocks(_block, drop_axis=1, chunks=(X.chunks[0],), dtype=X.dtype,
                             meta=np.empty((0,), dtype=X.dtype), name=_name(label, X, keywords),

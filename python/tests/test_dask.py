@@ -369,15 +369,19 @@ def test_tasks_over_a_file_map_their_own_rows(client, rng, tmp_path):
             graph.update(dict(c.__dask_graph__()))
         return [key for key in graph if str(key).count("from_memmap")]
 
+    Q, B = spd(rng, d), rng.standard_normal((d, 4))
     lazy = [gd.weighted_gram(Xd, w, center=X.mean(axis=0)), gd.weighted_gram_many(Xd, R),
-            gd.weighted_sum(Xd, R)]
+            gd.weighted_sum(Xd, R), gd.quadform(Xd, Q, center=X.mean(axis=0)),
+            gd.quadform_many(Xd, precisions), gd.matmul(Xd, B)]
+    want = [gk.weighted_gram(X, w, center=X.mean(axis=0)), gk.weighted_gram_many(X, R),
+            gk.weighted_sum(X, R), gk.quadform(X, Q, center=X.mean(axis=0)),
+            gk.quadform_many(X, precisions), gk.matmul(X, B)]
     stats = gd.mixture_pass(Xd, np.zeros(k), means, precisions, sample_weight=w, compute=False)
     assert loading_tasks(*lazy) == [] and loading_tasks(*[s for s in stats if s is not None]) == []
     assert loading_tasks(gd.weighted_gram(Xd[:300])) != []
 
-    assert_close(lazy[0].compute(), gk.weighted_gram(X, w, center=X.mean(axis=0)), np.float64)
-    assert_close(lazy[1].compute(), gk.weighted_gram_many(X, R), np.float64)
-    assert_close(lazy[2].compute(), gk.weighted_sum(X, R), np.float64)
+    for got, expected in zip(dask.compute(*lazy), want):
+        assert_close(got, expected, np.float64)
     assert_close(gd.weighted_gram(Xd[:300]).compute(), gk.weighted_gram(X[:300]), np.float64)
     got = gd.mixture_pass(Xd, np.zeros(k), means, precisions, sample_weight=w)
     want = mixture_pass(X, np.zeros(k), means, precisions, sample_weight=w)
