@@ -425,8 +425,13 @@ public func checkMixtureArguments<T: KernelScalar>(
       throw .invalidArgument("diagonal precisions must be (\(k), \(d)), got (\(p.rows), \(p.cols))")
     }
   }
-  if let w = sampleWeights, w.count != n {
-    throw .invalidArgument("sample_weight must have \(n) elements for X of shape (\(n), \(d)), got \(w.count)")
+  if let w = sampleWeights {
+    guard w.count == n else {
+      throw .invalidArgument("sample_weight must have \(n) elements for X of shape (\(n), \(d)), got \(w.count)")
+    }
+    for i in 0..<n where w[i] < 0 {
+      throw .invalidArgument("sample_weight must be non-negative, got \(w[i]) at row \(i)")
+    }
   }
   if let r = responsibilities, r.rows != n || r.cols != k {
     throw .invalidArgument("resp_out must be (\(n), \(k)), got (\(r.rows), \(r.cols))")
@@ -438,10 +443,13 @@ public func checkMixtureArguments<T: KernelScalar>(
 
 // MARK: - Shared by both passes
 
-/// Responsibilities (times sample weights) below this add nothing the statistics can hold,
-/// so the second moments skip them: over n < 10¹⁸ rows they sum to < 10⁻⁴², far under the
-/// last bit of the smallest count an EM step uses (scikit-learn adds 10·ε ≈ 2·10⁻¹⁵ to
-/// every N_k). The log-likelihood and the counts N_k still take every responsibility.
+/// Responsibilities (times sample weights) below this are left out of the moments: of S1
+/// and S2 by the per-component pass, of S2 by the lifted pass's blocks that take AXPYs.
+/// Over n < 10¹⁸ rows the weight left out is < 10⁻⁴², far under the last bit of the
+/// smallest count an EM step divides by (scikit-learn adds 10·ε ≈ 2·10⁻¹⁵ to every N_k),
+/// and a moment changes by that weight times (x − μ)(x − μ)ᵀ: nothing a covariance can hold
+/// unless a row lies some 10¹³ standard deviations out. The log-likelihood and the counts
+/// N_k still take every responsibility.
 let negligibleWeight = 1e-60
 
 /// Writes into `idx` the rows of `rows` that take part, all or those of non-zero sample

@@ -410,6 +410,8 @@ final class MixturePassTests: XCTestCase {
   private func separated<T: KernelScalar>(_: T.Type) {
     var rng = SplitMix64(seed: 611)
     let k = 5
+    // One significant responsibility of K per row must be sparse enough for the AXPYs.
+    XCTAssertGreaterThanOrEqual(k, sparseStatisticsRatio)
     let cases: [(Int, Int, PrecisionKind, MixtureScatter)] = [
       (900, 4, .full, .full), (900, 7, .tied, .tied), (300, liftedMaxFeatures + 1, .full, .full), (900, 6, .diagonal, .diagonal),
     ]
@@ -777,7 +779,10 @@ final class MixturePassTests: XCTestCase {
     let wide = TestMatrix<T>(rows: d, cols: d + 1, values: [Double](repeating: 1, count: d * (d + 1)))
     let noMeans = TestMatrix<T>(rows: 0, cols: d)
     let shortWeights = TestVector<T>(values: [Double](repeating: 1, count: n - 1))
-    defer { withExtendedLifetime((x, logNorm, noComponents, noMeans, means, fewMeans, narrowMeans, qs, wide, shortWeights)) {} }
+    let negativeWeight = TestVector<T>(values: (0..<n).map { $0 == 7 ? -0.5 : 1 })
+    defer {
+      withExtendedLifetime((x, logNorm, noComponents, noMeans, means, fewMeans, narrowMeans, qs, wide, shortWeights, negativeWeight)) {}
+    }
     var badQs = qs.rowBlocks(k)
     badQs[1] = wide.view
 
@@ -807,6 +812,7 @@ final class MixturePassTests: XCTestCase {
     attempt("diagonal precisions", precisions: .diagonal(qs.view))
     attempt("diagonal precisions", precisions: .diagonal(fewMeans.view))
     attempt("sample_weight", weights: shortWeights.view)
+    attempt("non-negative", weights: negativeWeight.view)
     attempt("resp_out", resp: (n, k + 1))
     attempt("resp_out", resp: (n - 1, k))
     attempt("score_out", scores: n + 1)

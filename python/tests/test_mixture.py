@@ -284,6 +284,17 @@ def test_statistics_of_separated_components(d, dtype):
             assert_allclose(got, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
 
 
+def test_mixture_pass_rejects_negative_weights():
+    X = np.random.RandomState(15).normal(size=(50, 3))
+    w = np.ones(50)
+    w[20] = -1e-70  # below the weights the moments skip: still refused, not dropped
+    resp = np.full((50, 2), np.nan)
+    for precisions in (np.array([np.eye(3)] * 2), np.ones((2, 3))):
+        with pytest.raises(ValueError, match="non-negative"):
+            mixture_pass(X, np.zeros(2), np.zeros((2, 3)), precisions, sample_weight=w, resp_out=resp)
+    assert np.isnan(resp).all()
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
 def test_parity_with_separated_components(covariance_type):
     # Far apart blobs: most responsibilities are negligible, and the statistics skip them.
