@@ -30,6 +30,7 @@ import operator
 import os
 import sys
 import threading
+import weakref
 from contextlib import contextmanager
 
 import dask
@@ -238,7 +239,7 @@ def _per_block(block_fn, name, X, rows, keywords):
     chains, and the shared operands are dependencies too), and the scheduler, seeing a
     loaded block as data, would neither balance the kernels over the workers nor move one.
     """
-    source = _FILE_ARRAYS.get(X.name)
+    source = _file_source(X)
     if source is not None:
         return _per_file_block(block_fn, name, X, source, rows, keywords)
     args = [X, "ij"]
@@ -327,7 +328,7 @@ def _sum_over_rows(label, kernel, X, rows, shared, options, shape, split_every):
 def _map_rows(label, kernel, X, shared, options, columns):
     """kernel(x_block, **shared) per row block: (n,) if columns is None, else (n, columns)."""
     keywords = dict(kernel=kernel, **shared, **options)
-    source = _FILE_ARRAYS.get(X.name)
+    source = _file_source(X)
     if source is not None:  # each task maps its own rows (see _per_block)
         chunks = (X.chunks[0],) if columns is None else (X.chunks[0], (columns,))
         return _per_file_block(_block, _name(label, X, keywords), X, source, [], keywords,
@@ -718,14 +719,26 @@ def from_memmap(path, shape=None, dtype=None, offset=0, chunks="auto", order="C"
     name = "from_memmap-" + tokenize(path, shape, dtype, offset, order, chunks,
                                      stat.st_size, stat.st_mtime_ns)
     layout = (dtype, shape, offset, order)
-    _FILE_ARRAYS[name] = (path, layout)
-    return da.map_blocks(_read_rows, path=path, layout=layout, chunks=chunks,
-                         dtype=dtype, meta=np.empty((0,) * len(shape), dtype=dtype), name=name)
+    X = da.map_blocks(_read_rows, path=path, layout=layout, chunks=chunks,
+                      dtype=dtype, meta=np.empty((0,) * len(shape), dtype=dtype), name=name)
+    for key in [k for k, (_, _, layer) in _FILE_ARRAYS.items() if layer() is None]:
+        del _FILE_ARRAYS[key]
+    _FILE_ARRAYS[name] = (path, layout, weakref.ref(X.dask.layers[name]))
+    return X
 
 
-# The arrays from_memmap made, by name: (path, layout), for _per_block. One small entry per
-# file and chunking.
+# The arrays from_memmap made, by name: (path, layout, a weak reference to the graph layer
+# that reads the file), for _per_block.
 _FILE_ARRAYS = {}
+
+
+def _file_source(X):
+    """(path, layout) when X is an array of from_memmap as made (its blocks still read from
+    the file: not persisted, sliced or otherwise transformed), else None."""
+    entry = _FILE_ARRAYS.get(X.name)
+    if entry is None or entry[2]() is not X.dask.layers.get(X.name):
+        return None
+    return entry[:2]
 
 
 def _npy_layout(path):

@@ -363,7 +363,7 @@ def test_tasks_over_a_file_map_their_own_rows(client, rng, tmp_path):
     means, precisions = rng.standard_normal((k, d)) + 50, spd(rng, d, k)
 
     def loading_tasks(*collections):
-        (optimized,) = [dask.optimize(*collections)]
+        optimized = dask.optimize(*collections)
         graph = {}
         for c in optimized:
             graph.update(dict(c.__dask_graph__()))
@@ -388,6 +388,13 @@ def test_tasks_over_a_file_map_their_own_rows(client, rng, tmp_path):
     assert got[0] == pytest.approx(want[0], rel=1e-12)
     for g, e in zip(got[1:], want[1:]):
         assert_close(g, e, np.float64)
+
+    # A persisted array is read from the workers' memory, not from the file again.
+    Xp = Xd.persist()
+    distributed.wait(Xp)
+    os.remove(path)
+    assert_close(gd.weighted_gram(Xp, w).compute(), gk.weighted_gram(X, w), np.float64)
+    assert_close(gd.quadform(Xp, Q).compute(), gk.quadform(X, Q), np.float64)
 
 
 class _PeakRss:
