@@ -339,8 +339,10 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
 
 
 def _each_call(X, k, from_disk, call):
-    """call(j, X) for j < k, on X itself, or (``from_disk``, X a memmap) on a fresh memmap of
-    its file after its pages were dropped from the page cache, as if X were larger than RAM."""
+    """call(j, X) for j < k, on X itself, or (``from_disk``, X a memmap of a whole file from
+    its first row, as the suites open it) on a fresh memmap of its file after its pages were
+    dropped from the page cache, as if X were larger than RAM; dropping and mapping (a few
+    milliseconds) are timed with the calls."""
     for j in range(k):
         if not from_disk:
             call(j, X)
@@ -713,8 +715,8 @@ GMM_MEMORY_TARGET = 0.1
 #: per iteration.
 GMM_DASK_TARGET = 1.3
 GMM_DASK_WORKERS = 2
-#: Row blocks of X for the dask fit: two per worker (each worker holds its second block
-#: while it runs the first, so it never waits for the scheduler), 51 MB each. Dask costs
+#: Row blocks of X for the dask fit: two per worker (the scheduler hands a worker its next
+#: block while it runs one, so it never waits between them), 25.6 MB each. Dask costs
 #: about 5–7 ms of wall time per task on this 2-core machine, where the scheduler and the
 #: workers share the cores: with 8 blocks a pass took 1.2–1.5× the in-process time, with 32
 #: 1.6–1.7×, with 4 or 2 1.1–1.3× (per EM iteration, n=200000, d=64, K=16).

@@ -163,7 +163,7 @@ CHILD = textwrap.dedent(
     which = sys.argv[1]
     rng = np.random.default_rng(5)
     if which == "quadform_many":
-        d, K, probe = 256, 100, 600
+        d, K, probe, most = 256, 100, 3000, 350_000  # most rows: X and out in about 1 GB
         Qs = np.empty((K, d, d))
         for k in range(K):  # (numpy's stacked matmul is far slower than K calls here)
             A = rng.standard_normal((d, d))
@@ -172,7 +172,7 @@ CHILD = textwrap.dedent(
             X = rng.standard_normal((n, d))
             return X, np.full((n, K), np.nan), lambda out: gk.quadform_many(X, Qs, out=out)
     else:
-        d, K, probe = 256, 30, 6000
+        d, K, probe, most = 256, 30, 30000, 10_000_000  # X and R are broadcast rows
         x, r = rng.standard_normal(d), rng.random(K)
         def setup(n):
             X, R = np.broadcast_to(x, (n, d)), np.broadcast_to(r, (n, K))
@@ -183,7 +183,7 @@ CHILD = textwrap.dedent(
     t0 = time.perf_counter()
     small(None)
     per_row = (time.perf_counter() - t0) / probe
-    n = min(max(10 * probe, int(TARGET / per_row)), 1_000_000)
+    n = min(max(10 * probe, int(TARGET / per_row)), most)
     X, out, call = setup(n)
     print("estimate %.3f" % (n * per_row), flush=True)
     print("started", flush=True)
