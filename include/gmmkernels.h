@@ -149,8 +149,10 @@ typedef enum gmk_scatter {
  * responsibilities r_ik, and the next M-step's statistics centred at the means:
  *   N_k = sum_i w_i r_ik,  S1_k = sum_i w_i r_ik (x_i - mu_k),
  *   S2_k = sum_i w_i r_ik (x_i - mu_k)(x_i - mu_k)^T.
+ * Terms of w_i r_ik < 1e-60 may be left out of S1 and S2 (never out of N or the
+ * log-likelihood): over n < 1e18 rows they weigh less than 1e-42.
  *   x:             (n, d)
- *   sample_weight: (n,) weights >= 0, or NULL for ones
+ *   sample_weight: (n,) weights >= 0 (a negative one: GMK_ERR_VALUE), or NULL for ones
  *   log_norm:      (K,) log pi_k + log det(L_k) / 2 - d log(2 pi) / 2
  *   means:         (K, d)
  *   precisions:    (K, d, d) matrices L_k (a zero first stride shares one), or

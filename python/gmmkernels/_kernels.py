@@ -268,7 +268,9 @@ def mixture_pass(X, log_norm, means, precisions, *, scatter="full", sample_weigh
     scatter : {"full", "tied", "diagonal", "none"}
         Which second moment to accumulate: S2_k, Σ_k S2_k, diag(S2_k), or nothing (scoring).
     sample_weight : array_like of shape (n_samples,), optional
-        Weights ≥ 0; rows of weight 0 are skipped unless per-row outputs are asked for.
+        Weights ≥ 0 (a negative one raises ValueError); rows of weight 0 are skipped unless
+        per-row outputs are asked for. Terms ``w_i r_ik < 1e-60`` may be left out of S1 and
+        S2 (never out of the counts or the log-likelihood).
     resp_out : ndarray of shape (n_samples, n_components), optional
         Receives the responsibilities (without sample weights).
     score_out : ndarray of shape (n_samples,), optional
