@@ -211,18 +211,11 @@ class DaskPasses:
             sums, counts, changed, far_dist, far_ids = self._reduce(
                 "lloyd", X, index=True, sample_weight=sample_weight, combine=_combine_lloyd,
                 centers=gd._shared(centers), previous=gd._shared(previous))
-            new_centers = centers.copy()
-            filled = counts > 0
-            new_centers[filled] = sums[filled] / counts[filled, np.newaxis]
-            empty = np.flatnonzero(~filled)
-            if empty.size:
-                order = np.argsort(-far_dist, kind="stable")
-                movers = np.sort(far_ids[order[:empty.size]])
-                new_centers[empty] = _kmeans.as_float64(self.rows(X, movers))
-                changed = True
+            new_centers, moved = _kmeans.next_centers(centers, sums, counts, far_dist, far_ids,
+                                                      lambda ids: _kmeans.as_float64(self.rows(X, ids)))
             shift = float(np.sum((new_centers - centers) ** 2))
             previous, centers = centers, new_centers
-            if not changed or shift <= tol:
+            if not (changed or moved) or shift <= tol:
                 break
         return centers
 

@@ -3,7 +3,8 @@ import numpy as np
 
 from . import _library
 from ._progress import progress_callback
-from ._validation import FLOAT_DTYPES, data_matrix, memory_limit_arg, operand, output, threads_arg
+from ._validation import (FLOAT_DTYPES, data_matrix, matmul_operand, memory_limit_arg, operand, output,
+                          threads_arg)
 
 
 def _run(name, arrays, *, rows, threads, memory_limit, progress, desc):
@@ -194,13 +195,8 @@ def matmul(A, B, *, out=None, threads=None, memory_limit=None, progress=False):
     out : ndarray of shape (n, m)
     """
     A = data_matrix(A, "A")
-    n, k = A.shape
-    B = np.asarray(B)
-    if B.ndim != 2 or B.shape[0] != k:
-        raise ValueError(
-            "matmul: A has shape (%d, %d), so B must have shape (%d, m), got %s" % (n, k, k, B.shape)
-        )
-    B = operand(B, A.dtype, "B", (k, None))
+    n = A.shape[0]
+    B = matmul_operand(B, A.shape, A.dtype)
     out = output(out, (n, B.shape[1]), A.dtype, {"A": A, "B": B})
     _run("gmk_matmul", [A, B, out], rows=n, threads=threads, memory_limit=memory_limit,
          progress=progress, desc="matmul")

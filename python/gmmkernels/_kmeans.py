@@ -224,20 +224,28 @@ def lloyd(X, centers, *, sample_weight=None, max_iter=300, tol=0.0, threads=None
             dist = score + np.einsum("ij,ij->i", block, block)
             dist[w <= 0] = -np.inf
             far_dist, far_ids = _farthest(dist, np.arange(r.start, r.stop), k, far_dist, far_ids)
-        new_centers = centers.copy()
-        filled = counts > 0
-        new_centers[filled] = sums[filled] / counts[filled, np.newaxis]
-        empty = np.flatnonzero(~filled)
-        if empty.size:
-            order = np.argsort(-far_dist, kind="stable")
-            movers = np.sort(far_ids[order[:empty.size]])
-            new_centers[empty] = as_float64(X[movers])
-            changed = True
+        new_centers, moved = next_centers(centers, sums, counts, far_dist, far_ids, lambda ids: as_float64(X[ids]))
         shift = float(np.sum((new_centers - centers) ** 2))
         centers = new_centers
-        if not changed or shift <= tol:
+        if not (changed or moved) or shift <= tol:
             break
     return centers, n_iter
+
+
+def next_centers(centers, sums, counts, far_dist, far_ids, rows):
+    """The centers after one Lloyd pass: each cluster's weighted mean (``sums / counts``),
+    and each empty cluster moved to one of the rows farthest from their centers
+    (``far_dist``/``far_ids``: the candidates, ``rows(ids)``: those rows of X), as
+    scikit-learn's KMeans does. Returns (centers, whether any cluster was moved)."""
+    new_centers = centers.copy()
+    filled = counts > 0
+    new_centers[filled] = sums[filled] / counts[filled, np.newaxis]
+    empty = np.flatnonzero(~filled)
+    if empty.size:
+        order = np.argsort(-far_dist, kind="stable")
+        movers = np.sort(far_ids[order[:empty.size]])
+        new_centers[empty] = rows(movers)
+    return new_centers, bool(empty.size)
 
 
 def kmeans_centers(X, n_clusters, random_state, *, sample_weight=None, max_iter=300, tol=1e-4,

@@ -53,6 +53,17 @@ def operand(a, dtype, name, shape):
     return arr
 
 
+def matmul_operand(B, a_shape, dtype):
+    """B of A @ B for A of shape `a_shape`, as an operand of `dtype`: (k, m) for A (n, k)."""
+    n, k = a_shape
+    B = np.asarray(B)
+    if B.ndim != 2 or B.shape[0] != k:
+        raise ValueError(
+            "matmul: A has shape (%d, %d), so B must have shape (%d, m), got %s" % (n, k, k, B.shape)
+        )
+    return operand(B, dtype, "B", (k, None))
+
+
 def output(out, shape, dtype, inputs, name="out"):
     """`out` (called `name` in messages) checked (writable, shape, dtype, no overlap with `inputs`) or a new array."""
     if out is None:

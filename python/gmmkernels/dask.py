@@ -43,7 +43,8 @@ from dask.utils import apply
 
 from . import _kernels
 from ._library import default_threads
-from ._validation import FLOAT_DTYPES, check_data_dtype, memory_limit_arg, operand, threads_arg
+from ._validation import (FLOAT_DTYPES, check_data_dtype, matmul_operand, memory_limit_arg,
+                          operand, threads_arg)
 
 __all__ = [
     "quadform",
@@ -415,13 +416,7 @@ def matmul(A, B, *, threads=None, memory_limit=None):
     C : dask array of shape (n, m), A's row chunks
     """
     A = _data_matrix(A, "A")
-    n, k = A.shape
-    B = np.asarray(B)
-    if B.ndim != 2 or B.shape[0] != k:
-        raise ValueError(
-            "matmul: A has shape (%d, %d), so B must have shape (%d, m), got %s" % (n, k, k, B.shape)
-        )
-    B = operand(B, A.dtype, "B", (k, None))
+    B = matmul_operand(B, A.shape, A.dtype)
     return _map_rows("matmul", _kernels.matmul, A, {"B": _shared(B)}, _options(threads, memory_limit),
                      B.shape[1])
 
