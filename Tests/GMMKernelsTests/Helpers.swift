@@ -131,3 +131,37 @@ func spreadingOptions(threads: Int, workers: WorkerThreads) -> KernelOptions {
       for _ in 0..<2000 where workers.count < wanted { usleep(1000) }
     })
 }
+
+/// A test array whose bytes a kernel call must leave alone: all of them (an input), or
+/// all but its view's elements (an output).
+protocol GuardedStorage {
+  func snapshot() -> [UInt8]
+  func unchanged(since snapshot: [UInt8]) -> Bool
+  func onlyViewChanged() -> Bool
+}
+
+extension TestMatrix: GuardedStorage {}
+extension TestVector: GuardedStorage {}
+
+/// Runs `call` and fails the test if it throws, if one of `inputs` changed, or if it wrote
+/// outside the view of one of `outputs` (each named in the message). Returns whether the
+/// call returned.
+func guardedCall(
+  _ context: String, inputs: [(String, any GuardedStorage)], outputs: [(String, any GuardedStorage)],
+  file: StaticString, line: UInt, _ call: () throws -> Void
+) -> Bool {
+  let before = inputs.map { $0.1.snapshot() }
+  do {
+    try call()
+  } catch {
+    XCTFail("\(context): threw \(error)", file: file, line: line)
+    return false
+  }
+  for ((name, input), snapshot) in zip(inputs, before) {
+    XCTAssertTrue(input.unchanged(since: snapshot), "\(context): \(name) was modified", file: file, line: line)
+  }
+  for (name, output) in outputs {
+    XCTAssertTrue(output.onlyViewChanged(), "\(context): wrote outside \(name)", file: file, line: line)
+  }
+  return true
+}

@@ -37,22 +37,11 @@ func runQuadform<T: KernelScalar>(
   let center = c.center.map { TestVector<T>(layout: c.centerLayout, values: $0) }
   let out = TestVector<T>(count: c.n, layout: c.outLayout)
   defer { withExtendedLifetime((x, q, center, out)) {} }
-  let xBefore = x.snapshot()
-  let qBefore = q.snapshot()
-  let centerBefore = center?.snapshot()
-  let context = "\(T.self) \(c.description)"
-  do {
-    try quadform(x.view, q.view, center: center?.view, out: out.view, options: options)
-  } catch {
-    XCTFail("\(context): threw \(error)", file: file, line: line)
-    return nil
-  }
-  XCTAssertTrue(x.unchanged(since: xBefore), "\(context): X was modified", file: file, line: line)
-  XCTAssertTrue(q.unchanged(since: qBefore), "\(context): Q was modified", file: file, line: line)
-  if let center, let centerBefore {
-    XCTAssertTrue(center.unchanged(since: centerBefore), "\(context): center was modified", file: file, line: line)
-  }
-  XCTAssertTrue(out.onlyViewChanged(), "\(context): wrote outside out", file: file, line: line)
+  let inputs: [(String, any GuardedStorage)] = [("X", x), ("Q", q)] + (center.map { [("center", $0)] } ?? [])
+  let returned = guardedCall(
+    "\(T.self) \(c.description)", inputs: inputs, outputs: [("out", out)], file: file, line: line
+  ) { try quadform(x.view, q.view, center: center?.view, out: out.view, options: options) }
+  guard returned else { return nil }
   let want = referenceQuadform(x: x.values, rows: c.n, cols: c.d, q: q.values, center: center?.values)
   return QuadformRun(got: out.values, want: want)
 }

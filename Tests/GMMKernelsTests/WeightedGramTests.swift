@@ -41,20 +41,13 @@ func runGram<T: KernelScalar>(
   let center = c.center.map { TestVector<T>(layout: c.centerLayout, values: $0) }
   let out = TestMatrix<T>(rows: c.d, cols: c.d, layout: c.outLayout)
   defer { withExtendedLifetime((x, w, center, out)) {} }
-  let before = (x.snapshot(), w?.snapshot(), center?.snapshot())
   let context = "\(T.self) \(c.description)"
-  do {
+  let inputs: [(String, any GuardedStorage)] =
+    [("X", x)] + (w.map { [("w", $0)] } ?? []) + (center.map { [("center", $0)] } ?? [])
+  let returned = guardedCall(context, inputs: inputs, outputs: [("out", out)], file: file, line: line) {
     try weightedGram(x.view, weights: w?.view, center: center?.view, out: out.view, options: options)
-  } catch {
-    XCTFail("\(context): threw \(error)", file: file, line: line)
-    return nil
   }
-  XCTAssertTrue(x.unchanged(since: before.0), "\(context): X was modified", file: file, line: line)
-  if let w, let b = before.1 { XCTAssertTrue(w.unchanged(since: b), "\(context): w was modified", file: file, line: line) }
-  if let center, let b = before.2 {
-    XCTAssertTrue(center.unchanged(since: b), "\(context): center was modified", file: file, line: line)
-  }
-  XCTAssertTrue(out.onlyViewChanged(), "\(context): wrote outside out", file: file, line: line)
+  guard returned else { return nil }
   let got = out.values
   let d = c.d
   symmetry: for i in 0..<d {
