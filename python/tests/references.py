@@ -4,6 +4,7 @@ Every reference is computed in float64, also for float32 inputs, from the operan
 kernels see them: Q, w and center rounded to X's dtype first (the API converts them).
 """
 import numpy as np
+import pytest
 
 # Relative tolerances of the contract: float32 and float64 results against float64 references.
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -248,3 +249,39 @@ def check_layout_properties(X, layout):
         assert not X.flags.aligned
     if layout.startswith("memmap"):
         assert isinstance(X.base, np.memmap) or isinstance(X, np.memmap)
+
+
+def raises(exc, call, *needles):
+    """Runs call(), expects `exc`, and checks that every needle appears in the message."""
+    with pytest.raises(exc) as info:
+        call()
+    message = str(info.value)
+    for needle in needles:
+        assert needle in message, "%r not in message %r" % (needle, message)
+    return message
+
+
+def blobs(n=2000, d=5, k=3, seed=0, dtype=np.float64, scale=6.0):
+    """Well-separated Gaussian blobs with random full covariances."""
+    rng = np.random.RandomState(seed)
+    centers = rng.normal(scale=scale, size=(k, d))
+    labels = rng.randint(k, size=n)
+    shapes = rng.normal(size=(k, d, d)) * 0.3 + np.eye(d)
+    X = centers[labels] + np.einsum("nij,nj->ni", shapes[labels], rng.normal(size=(n, d)))
+    return X.astype(dtype), centers
+
+
+def given_inits(covariance_type, centers, seed=1):
+    """weights_init, means_init and precisions_init for both estimators."""
+    rng = np.random.RandomState(seed)
+    k, d = centers.shape
+    precisions = {
+        "full": np.array([np.eye(d) * 0.5 + 0.05] * k),
+        "tied": np.eye(d) * 0.5 + 0.05,
+        "diag": rng.uniform(0.3, 0.8, size=(k, d)),
+        "spherical": rng.uniform(0.3, 0.8, size=k),
+    }[covariance_type]
+    weights = rng.uniform(1, 2, size=k)
+    return dict(weights_init=weights / weights.sum(),
+                means_init=centers + rng.normal(scale=1.0, size=centers.shape),
+                precisions_init=precisions)

@@ -28,28 +28,6 @@ MiB = 1 << 20
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
-@pytest.fixture(scope="module")
-def client():
-    """One LocalCluster for the module: 2 worker processes × 1 thread, on loopback.
-
-    The workers are spawned with this process's sys.path and environment; GMMKERNELS_LIBRARY
-    makes them load the very library file this process loaded.
-    """
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, env={"GMMKERNELS_LIBRARY": str(gk.library_path)},
-        # The scheduler's HTTP server (health routes) starts even without a dashboard, by
-        # default on port 8787: take any free loopback port instead.
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    )
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
 def rows_dask(X, chunks):
     return da.from_array(X, chunks=(chunks, -1))
 

@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
+from references import raises
 
 
 def shape_text(shape):
     """A shape as numpy prints it: (3, 4), (5,), ()."""
     return str(tuple(shape))
-
-
-def raises(exc, call, *needles):
-    """Runs call(), expects `exc`, and checks that every needle appears in the message."""
-    with pytest.raises(exc) as info:
-        call()
-    message = str(info.value)
-    for needle in needles:
-        assert needle in message, "%r not in message %r" % (needle, message)
-    return message
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
+from references import raises
 from _helpers_many import (
     DTYPES,
     LAYOUTS,
@@ -355,15 +356,6 @@ def test_weighted_gram_many_out(rng, tmp_path, dtype, kind):
 
 
 # === bad input ==============================================================================
-
-def raises(exc, call, *needles):
-    """Runs call(), expects `exc`, and checks that every needle appears in the message."""
-    with pytest.raises(exc) as info:
-        call()
-    message = str(info.value)
-    for needle in needles:
-        assert needle in message, "%r not in message %r" % (needle, message)
-    return message
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
+from references import raises
 from gmmkernels._measure import PeakMemory
 from _helpers_many import DTYPES, LAYOUTS, OUT_KINDS, GuardedOut, in_layout, memmap_of, product_error, rtol, widened
 
@@ -211,13 +212,6 @@ def test_peak_memory_packed_a_small_limit(tmp_path):
 
 
 # --- bad input ------------------------------------------------------------------------------
-
-def raises(exc, call, *needles):
-    with pytest.raises(exc) as info:
-        call()
-    message = str(info.value)
-    for needle in needles:
-        assert needle in message, "%r not in message %r" % (needle, message)
 
 
 @pytest.mark.parametrize("b_shape", [(4, 2), (2, 2), (2, 3), (3,), (1, 3, 2)])

@@ -14,6 +14,7 @@ import gmmkernels
 from gmmkernels import GaussianMixture, mixture
 from gmmkernels import _kmeans
 from gmmkernels._kernels import mixture_pass
+from references import blobs, given_inits
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
@@ -25,32 +26,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 INIT_PARAMS = ["kmeans", "k-means++", "random", "random_from_data"]
 PARITY = dict(rtol=1e-8, atol=1e-12)
-
-
-def blobs(n=2000, d=5, k=3, seed=0, dtype=np.float64, scale=6.0):
-    """Well-separated Gaussian blobs with random full covariances."""
-    rng = np.random.RandomState(seed)
-    centers = rng.normal(scale=scale, size=(k, d))
-    labels = rng.randint(k, size=n)
-    shapes = rng.normal(size=(k, d, d)) * 0.3 + np.eye(d)
-    X = centers[labels] + np.einsum("nij,nj->ni", shapes[labels], rng.normal(size=(n, d)))
-    return X.astype(dtype), centers
-
-
-def given_inits(covariance_type, centers, seed=1):
-    """weights_init, means_init and precisions_init for both estimators."""
-    rng = np.random.RandomState(seed)
-    k, d = centers.shape
-    precisions = {
-        "full": np.array([np.eye(d) * 0.5 + 0.05] * k),
-        "tied": np.eye(d) * 0.5 + 0.05,
-        "diag": rng.uniform(0.3, 0.8, size=(k, d)),
-        "spherical": rng.uniform(0.3, 0.8, size=k),
-    }[covariance_type]
-    weights = rng.uniform(1, 2, size=k)
-    return dict(weights_init=weights / weights.sum(),
-                means_init=centers + rng.normal(scale=1.0, size=centers.shape),
-                precisions_init=precisions)
 
 
 def fit_both(X, sample_weight=None, **params):

@@ -21,55 +21,12 @@ import gmmkernels  # noqa: E402
 import gmmkernels.dask as gd  # noqa: E402
 from gmmkernels import GaussianMixture, mixture  # noqa: E402
 from gmmkernels._dask_passes import DaskPasses  # noqa: E402
+from references import blobs, given_inits  # noqa: E402
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 INIT_PARAMS = ["kmeans", "k-means++", "random", "random_from_data"]
 # Sums over blocks are added in another order than in memory: equal to rounding.
 SAME = dict(rtol=1e-10, atol=1e-13)
-
-
-@pytest.fixture(scope="module")
-def client():
-    """One LocalCluster for the module: 2 worker processes × 1 thread, on loopback.
-
-    GMMKERNELS_LIBRARY makes the workers load the very library file this process loaded.
-    """
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, env={"GMMKERNELS_LIBRARY": str(gmmkernels.library_path)},
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    )
-    c = distributed.Client(cluster)
-    try:
-        yield c
-    finally:
-        c.close()
-        cluster.close()
-
-
-def blobs(n=2400, d=5, k=3, seed=0, dtype=np.float64):
-    """Gaussian blobs with random full covariances."""
-    rng = np.random.RandomState(seed)
-    centers = rng.normal(scale=6.0, size=(k, d))
-    labels = rng.randint(k, size=n)
-    shapes = rng.normal(size=(k, d, d)) * 0.3 + np.eye(d)
-    X = centers[labels] + np.einsum("nij,nj->ni", shapes[labels], rng.normal(size=(n, d)))
-    return X.astype(dtype), centers
-
-
-def given_inits(covariance_type, centers, seed=1):
-    rng = np.random.RandomState(seed)
-    k, d = centers.shape
-    precisions = {
-        "full": np.array([np.eye(d) * 0.5 + 0.05] * k),
-        "tied": np.eye(d) * 0.5 + 0.05,
-        "diag": rng.uniform(0.3, 0.8, size=(k, d)),
-        "spherical": rng.uniform(0.3, 0.8, size=k),
-    }[covariance_type]
-    weights = rng.uniform(1, 2, size=k)
-    return dict(weights_init=weights / weights.sum(),
-                means_init=centers + rng.normal(scale=1.0, size=centers.shape),
-                precisions_init=precisions)
 
 
 def by_rows(X, rows):
@@ -97,7 +54,7 @@ def assert_same_fit(on_dask, in_memory, **tolerance):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_fit_from_given_parameters_equals_in_memory_fit(client, covariance_type, monkeypatch):
-    X, centers = blobs(seed=1)
+    X, centers = blobs(n=2400, seed=1)
     params = dict(n_components=3, covariance_type=covariance_type, tol=1e-9, max_iter=40,
                   **given_inits(covariance_type, centers))
     Xd = by_rows(X, 350)  # 7 blocks, the last one short

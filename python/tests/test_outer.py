@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
+from references import raises
 from _helpers_many import DTYPES, OUT_KINDS, GuardedOut
 
 # One rounded product per entry: the result must equal numpy's exactly.
@@ -157,13 +158,6 @@ def test_out_memmap_written_to_file(rng, tmp_path):
 
 
 # --- bad input -----------------------------------------------------------------------------
-
-def raises(exc, call, *needles):
-    with pytest.raises(exc) as info:
-        call()
-    message = str(info.value)
-    for needle in needles:
-        assert needle in message, "%r not in message %r" % (needle, message)
 
 
 @pytest.mark.parametrize("shape", [(), (3, 1), (1, 3), (2, 2, 2)])

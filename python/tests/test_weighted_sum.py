@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
+from references import raises
 from _helpers_many import (
     DTYPES,
     LAYOUTS,
@@ -138,13 +139,6 @@ def test_rt_x_identity(rng):
 
 
 # --- bad input -----------------------------------------------------------------------------
-
-def raises(exc, call, *needles):
-    with pytest.raises(exc) as info:
-        call()
-    message = str(info.value)
-    for needle in needles:
-        assert needle in message, "%r not in message %r" % (needle, message)
 
 
 @pytest.fixture
