@@ -3,8 +3,15 @@
 Every reference is computed in float64, also for float32 inputs, from the operands as the
 kernels see them: Q, w and center rounded to X's dtype first (the API converts them).
 """
+import ctypes
+import ctypes.util
+import gc
+import threading
+
 import numpy as np
 import pytest
+
+from gmmkernels._measure import PeakMemory
 
 # Relative tolerances of the contract: float32 and float64 results against float64 references.
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
@@ -285,3 +292,40 @@ def given_inits(covariance_type, centers, seed=1):
     return dict(weights_init=weights / weights.sum(),
                 means_init=centers + rng.normal(scale=1.0, size=centers.shape),
                 precisions_init=precisions)
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def measured(call):
+    """(result, peak RssAnon growth in bytes) of call().
+
+    Free heap memory is returned to the system first (malloc_trim), so that the call cannot
+    reuse pages freed earlier in this process without them showing as growth.
+    """
+    gc.collect()
+    if hasattr(_libc, "malloc_trim"):
+        _libc.malloc_trim(0)
+    with PeakMemory(interval=0.0005) as mem:
+        result = call()
+    return result, mem.peak
+
+
+def run_in_threads(work, count, timeout=120):
+    """Runs work(i) for i < count, each on its own thread, and requires them all to finish
+    within `timeout` seconds and raise nothing (the first error is re-raised here)."""
+    errors = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except BaseException as e:  # reported in the test's thread
+            errors.append((i, e))
+
+    workers = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in workers), "concurrent calls did not finish (deadlock?)"
+    assert not errors, errors

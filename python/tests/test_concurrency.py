@@ -6,7 +6,7 @@ import threading
 import numpy as np
 
 import gmmkernels as gk
-from references import gram_error, quadform_error_spd, rtol, spd
+from references import gram_error, quadform_error_spd, rtol, run_in_threads, spd
 
 
 def test_concurrent_calls_with_different_thread_counts(rng):
@@ -18,25 +18,15 @@ def test_concurrent_calls_with_different_thread_counts(rng):
         w = rng.uniform(-1, 2, X.shape[0])
         cases.append((X, Q, w, 1 + i % 3))
     results = [None] * len(cases)
-    errors = []
 
     def work(k):
         X, Q, w, threads = cases[k]
-        try:
-            for _ in range(5):
-                q = gk.quadform(X, Q, threads=threads, memory_limit=200_000)
-                G = gk.weighted_gram(X, w, threads=threads, memory_limit=400_000)
-            results[k] = (q, G)
-        except BaseException as e:  # reported below, in the test's thread
-            errors.append(e)
+        for _ in range(5):
+            q = gk.quadform(X, Q, threads=threads, memory_limit=200_000)
+            G = gk.weighted_gram(X, w, threads=threads, memory_limit=400_000)
+        results[k] = (q, G)
 
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(len(cases))]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in workers), "concurrent calls did not finish (deadlock?)"
-    assert not errors, errors
+    run_in_threads(work, len(cases))
     for (X, Q, w, _), (q, G) in zip(cases, results):
         assert quadform_error_spd(q, X, Q) <= rtol(X.dtype)
         assert gram_error(G, X, w) <= rtol(X.dtype)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
+from references import run_in_threads
 from _helpers_many import (
     general_qs,
     gram_many_error,
@@ -314,24 +315,14 @@ def test_concurrent_calls_on_shared_inputs(rng):
     jobs = [job(i) for i in range(8)]
     serial = [call() for call in jobs]
     results = [[] for _ in jobs]
-    errors = []
     barrier = threading.Barrier(len(jobs))
 
     def work(i):
-        try:
-            barrier.wait(timeout=30)
-            for _ in range(6):
-                results[i].append(jobs[i]())
-        except BaseException as e:  # reported in the test's thread
-            errors.append((i, e))
+        barrier.wait(timeout=30)
+        for _ in range(6):
+            results[i].append(jobs[i]())
 
-    workers = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in workers), "concurrent calls did not finish (deadlock?)"
-    assert not errors, errors
+    run_in_threads(work, len(jobs))
 
     for i, (first, got) in enumerate(zip(serial, results)):
         Xi = X32 if i in (6, 7) else X

@@ -1,15 +1,11 @@
 """matmul against A @ B in float64: shapes, blocking, threads, layouts, memmaps for A and out,
 conversion of B, the empty inner dimension, bounded memory, and bad input."""
-import ctypes
-import ctypes.util
-import gc
 
 import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import raises
-from gmmkernels._measure import PeakMemory
+from references import measured, raises
 from _helpers_many import DTYPES, LAYOUTS, OUT_KINDS, GuardedOut, in_layout, memmap_of, product_error, rtol, widened
 
 MiB = 1 << 20
@@ -128,20 +124,9 @@ def test_empty_outer_dimensions(dtype):
 
 # --- memory ---------------------------------------------------------------------------------
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
 # Beside the workspace: the call's helper and worker threads' stacks, OpenBLAS's per-thread
 # buffers and malloc's arenas; far below the 195 MiB of the product these tests make.
 ALLOWANCE = 16 * MiB
-
-
-def measured(call):
-    """(result, peak growth of RssAnon in bytes) of call(), after returning free heap to the OS."""
-    gc.collect()
-    if hasattr(_libc, "malloc_trim"):
-        _libc.malloc_trim(0)
-    with PeakMemory(interval=0.0005) as mem:
-        result = call()
-    return result, mem.peak
 
 
 def file_of_rows(path, n, k, seed, chunk=20_000):

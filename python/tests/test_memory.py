@@ -4,16 +4,15 @@ Measured with PeakMemory: the peak growth of the process's resident anonymous me
 (RssAnon), which counts heap, numpy temporaries and the library's workspace but not the
 pages of a memmap'd file (RssFile). A copy of X, or any X-sized temporary, would show.
 """
-import ctypes
-import ctypes.util
+
 import gc
 
 import numpy as np
 import pytest
 
 import gmmkernels as gk
-from gmmkernels._measure import PeakMemory, rss_anon
-from references import DTYPES, check_layout_properties, in_layout, spd
+from gmmkernels._measure import rss_anon
+from references import DTYPES, check_layout_properties, in_layout, measured, spd
 
 MiB = 1 << 20
 DEFAULT_LIMIT = 64 * MiB
@@ -22,22 +21,6 @@ DEFAULT_LIMIT = 64 * MiB
 # Each touches at most a few MiB; 16 MiB covers them with room, and is still far below any
 # X-sized allocation in these tests (>= 70 MiB).
 ALLOWANCE = 16 * MiB
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-
-
-def measured(call):
-    """(result, peak RssAnon growth in bytes) of call().
-
-    Free heap memory is returned to the system first (malloc_trim), so that the call cannot
-    reuse pages freed earlier in this process without them showing as growth.
-    """
-    gc.collect()
-    if hasattr(_libc, "malloc_trim"):
-        _libc.malloc_trim(0)
-    with PeakMemory(interval=0.0005) as mem:
-        result = call()
-    return result, mem.peak
 
 
 def chunked_memmap(path, n, d, seed, chunk=5000):
