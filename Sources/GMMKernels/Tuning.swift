@@ -31,6 +31,9 @@ let weightedSumBlockRows = 1024
 /// Rows of A per block: tall enough that OpenBLAS's packing of B per call costs a few
 /// percent at most (B is packed once per block).
 let matmulBlockRows = 2048
+/// `out` is faulted in by a sweep before the products when it takes at most this share
+/// (1/n) of physical memory.
+let matmulSweepRAMShare = 4
 
 // MARK: - outer
 

@@ -23,3 +23,18 @@ int gmk_support_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
+
+int64_t gmk_support_physical_memory(void) {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (int64_t)pages * size : 0;
+}
+
+void gmk_support_touch_pages(void *base, int64_t lines, int64_t line_bytes, int64_t stride_bytes) {
+    if (line_bytes <= 0) return;
+    for (int64_t i = 0; i < lines; i++) {
+        volatile unsigned char *line = (volatile unsigned char *)base + i * stride_bytes;
+        for (int64_t b = 0; b < line_bytes; b += 4096) line[b] = line[b];
+        line[line_bytes - 1] = line[line_bytes - 1];
+    }
+}

@@ -19,6 +19,13 @@ static inline int64_t gmk_atomic_fetch_add_i64(volatile int64_t *p, int64_t v) {
 /* The number of CPUs this process may run on (its affinity mask), at least 1. */
 int gmk_support_cpu_count(void);
 
+/* Bytes of physical memory (0 when unknown). */
+int64_t gmk_support_physical_memory(void);
+
+/* Reads and writes back one byte in every page of `lines` runs of `line_bytes` bytes,
+ * `stride_bytes` apart: faults the pages in (writable) without changing their contents. */
+void gmk_support_touch_pages(void *base, int64_t lines, int64_t line_bytes, int64_t stride_bytes);
+
 /* The per-thread message that gmk_last_error() returns. */
 void gmk_support_set_error(const char *message);
 const char *gmk_support_error(void);
