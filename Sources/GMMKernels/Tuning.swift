@@ -20,6 +20,10 @@ let quadformLeafWidth = 64
 /// them beat taller ones that amortise the d × d accumulator's traffic (n=200000, d=900:
 /// 1.28–1.30 s from 128 to 512 rows, 1.42 s at 2048).
 let weightedGramBlockRows = 256
+/// float32: blocks summed by SSYRK in Float before the sum is added to the Double
+/// accumulator. Adding the d × d product after every block took a fifth of the call
+/// (n=200000, d=900); every 4 blocks (1024 rows of Float sums) about 5%.
+let floatBlocksPerFlush = 4
 
 // MARK: - weighted_sum
 

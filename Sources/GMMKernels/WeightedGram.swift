@@ -6,7 +6,8 @@
 // copied nor multiplied. With no weights and no center, BLAS reads X in place.
 //
 // Each worker keeps its own d × d accumulator in Double and they are summed at the end;
-// float32 blocks are computed by SSYRK and added into the Double accumulator per block.
+// float32 blocks are summed by SSYRK into a Float product that is added into the Double
+// accumulator every `floatBlocksPerFlush` blocks (so Float sums run over ~1000 rows at most).
 
 /// Writes `out = Σ_i w_i (x_i − c)(x_i − c)ᵀ` (both triangles) for `x` (n × d).
 ///
@@ -52,6 +53,10 @@ public func weightedGram<T: KernelScalar>(
   var sums: [Accumulator] = []
   var products: [Workspace<T>] = []
   var packed: [Workspace<T>] = []
+  // Blocks summed in each worker's Float product since it was last added to its accumulator.
+  let pending = UnsafeMutablePointer<Int>.allocate(capacity: plan.workers)
+  pending.initialize(repeating: 0, count: plan.workers)
+  defer { pending.deallocate() }
   for _ in 0..<plan.workers {
     let acc = try Accumulator(count: d * d)
     acc.zero()
@@ -66,7 +71,7 @@ public func weightedGram<T: KernelScalar>(
       blockProduct > 0
       ? products[w].pointer
       : UnsafeMutableRawPointer(sums[w].pointer).assumingMemoryBound(to: T.self)
-    let beta: T = blockProduct > 0 ? 0 : 1
+    let beta: T = blockProduct > 0 && pending[w] == 0 ? 0 : 1
     var written = false
     if inPlace {
       let a = x.rows(rows).blasOperand!
@@ -80,9 +85,15 @@ public func weightedGram<T: KernelScalar>(
         center: c.map { UnsafePointer($0.pointer) }, packed: packed[w].pointer,
         into: g, ldg: d, beta: beta)
     }
-    if blockProduct > 0 && written { addUpper(g, into: sums[w].pointer, d) }
+    guard blockProduct > 0 && written else { return }
+    pending[w] += 1
+    if pending[w] == floatBlocksPerFlush {
+      addUpper(g, into: sums[w].pointer, d)
+      pending[w] = 0
+    }
   }
 
+  for w in 0..<plan.workers where pending[w] > 0 { addUpper(products[w].pointer, into: sums[w].pointer, d) }
   for other in sums.dropFirst() { addUpper(other.pointer, into: sums[0].pointer, d) }
   storeSymmetric(sums[0].pointer, d, into: out)
 }
@@ -134,7 +145,11 @@ func addUpper<T: KernelScalar>(
 ) {
   let lda = ld ?? d
   for i in 0..<d {
-    for j in i..<d { acc[i * lda + j] += Double(g[i * d + j]) }
+    // Row pointers and a plain count keep the inner loop free of overflow checks, so that
+    // it vectorises (the indexed form ran scalar: a fifth of a float32 call's time).
+    let src = g + (i &* d &+ i)
+    let dst = acc + (i &* lda &+ i)
+    for j in 0..<(d &- i) { dst[j] += Double(src[j]) }
   }
 }
 

@@ -131,6 +131,14 @@ def necessary_flops(n, d):
     return float(n) * d * d
 
 
+def kernel_flops(kernel, n, d, w):
+    """The flops `kernel` needs at best on n rows: n·d², or for weighted_gram, rows of
+    zero weight left out, nnz(w)·d²."""
+    if kernel == "weighted_gram":
+        return necessary_flops(int(np.count_nonzero(w)), d)
+    return necessary_flops(n, d)
+
+
 def naive_temporary_bytes(kernel, n, d, itemsize):
     """Bytes of the X-sized temporaries of the naive expression."""
     copies = 2 if kernel == "quadform" else 1  # X·Q and (X·Q)*X; or X.T * w
@@ -221,12 +229,11 @@ def run(args):
         rates[dtype] = gemm_rate(dtype, args.gemm_size, max(1, args.repeat))
         print("  %s: %.1f GFLOP/s" % (name, rates[dtype]))
     if core:
-        print("necessary flops = n*d^2 for both kernels (one triangle / SYRK); GEMM-based code does 2*n*d^2")
-        print("GFLOP/s = n*d^2 / seconds (median of %d); %% of the GEMM rate of X's precision; "
-              "vs blocked = speedup over the hand-blocked numpy code" % args.repeat)
-    if "weighted_gram" in core and args.zero_fraction > 0:
-        print("weighted_gram: rows with w_i = 0 (%.0f%% here) are counted as work; gmmkernels and the blocked "
-              "code skip them, so they can pass 100%%" % (100 * args.zero_fraction))
+        print("necessary flops = n*d^2 for quadform (one triangle of Q), nnz(w)*d^2 for weighted_gram (SYRK "
+              "on the rows of nonzero weight); GEMM-based code does twice that")
+        print("limit = necessary flops at the GEMM rate of X's precision; GFLOP/s = necessary flops / seconds "
+              "(median of %d); %% limit = limit / seconds; vs blocked = speedup over the hand-blocked numpy code"
+              % args.repeat)
     print(PEAK_NOTE)
     print()
 
@@ -234,6 +241,8 @@ def run(args):
     for dtype in dtypes if core else []:
         records += run_dtype(args, core, np.dtype(dtype), ns, d, rates[dtype], ram, dask_ok)
 
+    if "quadform" in core:
+        print_float32_verdict(records, args.n)
     if core and len(ns) > 1:
         print_scaling(records, dtypes, core)
     for dtype in args.suite_dtypes if batch else []:
@@ -256,9 +265,10 @@ def run(args):
                        "threads": gmmkernels.default_threads()},
         "gemm": {"matrix_size": args.gemm_size, "blas": "numpy's own (%s)" % numpy_blas_name(),
                  "dgemm_gflops": rates.get("float64"), "sgemm_gflops": rates.get("float32")},
-        "flops_definition": "necessary flops = n*d^2 for quadform (one triangle of Q) and "
-                            "weighted_gram (SYRK); gflops = n*d^2 / seconds / 1e9; "
-                            "percent_of_gemm uses dgemm for float64 and sgemm for float32",
+        "flops_definition": "necessary flops = n*d^2 for quadform (one triangle of Q), nnz(w)*d^2 for "
+                            "weighted_gram (SYRK on rows of nonzero weight); gflops = necessary flops / "
+                            "seconds / 1e9; percent_of_gemm = share of the limit (necessary flops at the "
+                            "dgemm rate for float64, sgemm for float32)",
         "results": records,
     }
     definitions = {suite: text for suite, text in SUITE_DEFINITIONS.items()
@@ -274,6 +284,49 @@ def run(args):
         plot([r for r in records if r["kernel"] in core], args.plot, core)
         print("wrote %s" % args.plot)
     return result
+
+
+#: Targets of the core kernels at the default size (n=200000, d=900, float64, median of 3).
+LIMIT_TARGET = 0.90
+BLOCKED_SPEEDUP_TARGETS = {"quadform": 2.4, "weighted_gram": 2.8}
+CORE_MEMORY_TARGET = 64 << 20
+FLOAT32_SPEEDUP_TARGET = 1.8
+
+
+def print_core_verdict(record, blocked, limit_seconds, result_bytes):
+    """One line: the gmmkernels record against the targets (share of the limit, speedup over
+    the blocked code, peak memory beside the output); recorded in `record`."""
+    kernel = record["kernel"]
+    if "seconds" not in record:
+        return
+    share = limit_seconds / record["seconds"]
+    extra = record["peak_bytes"] - result_bytes
+    target = BLOCKED_SPEEDUP_TARGETS[kernel]
+    text = ["%.0f%% of the limit (target >= %.0f%%: %s)" % (100 * share, 100 * LIMIT_TARGET,
+                                                            _verdict(share >= LIMIT_TARGET))]
+    if blocked is not None:
+        speedup = blocked / record["seconds"]
+        record["within_speedup_target"] = bool(speedup >= target)
+        text.append("%.2fx the blocked numpy (target >= %.1fx: %s; at the limit it would be %.2fx)"
+                    % (speedup, target, _verdict(speedup >= target), blocked / limit_seconds))
+    text.append("peak extra %s beside the output (target <= %s: %s)"
+                % (format_bytes(max(extra, 0)), format_bytes(CORE_MEMORY_TARGET),
+                   _verdict(extra <= CORE_MEMORY_TARGET)))
+    record.update(percent_of_limit_target=100 * LIMIT_TARGET, within_limit_target=bool(share >= LIMIT_TARGET),
+                  within_memory_target=bool(extra <= CORE_MEMORY_TARGET))
+    print("  %s %s: %s" % (record["dtype"], kernel, "; ".join(text)))
+
+
+def print_float32_verdict(records, n):
+    """float32 against float64 quadform at size n, when both ran."""
+    times = {r["dtype"]: r["seconds"] for r in records
+             if r["kernel"] == "quadform" and r["method"] == REFERENCE and r["n"] == n and "seconds" in r}
+    if "float32" in times and "float64" in times:
+        speedup = times["float64"] / times["float32"]
+        print("float32 quadform %.3f s vs float64 %.3f s: %.2fx faster (target >= %.1fx: %s)"
+              % (times["float32"], times["float64"], speedup, FLOAT32_SPEEDUP_TARGET,
+                 _verdict(speedup >= FLOAT32_SPEEDUP_TARGET)))
+        print()
 
 
 def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
@@ -297,14 +350,18 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
         gemm_name = "dgemm" if dtype == np.float64 else "sgemm"
         for n in ns:
             X, w = X_all[:n], w_all[:n]
-            flops = necessary_flops(n, d)
             print()
-            print("%s  n=%s  d=%d  necessary work n*d^2 = %.1f GFLOP" % (dtype.name, f"{n:,}", d, flops / 1e9))
-            print("limit: n*d^2 flops at the %s rate (%.1f GFLOP/s) = %s"
-                  % (gemm_name, rate, fmt_seconds(flops / (rate * 1e9))))
-            print(TABLE_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% " + gemm_name,
+            print("%s  n=%s  d=%d" % (dtype.name, f"{n:,}", d))
+            for kernel in kernels:
+                flops = kernel_flops(kernel, n, d, w)
+                work = ("n*d^2" if kernel == "quadform" else
+                        "nnz(w)*d^2, %s of %s weights nonzero" % (f"{np.count_nonzero(w):,}", f"{n:,}"))
+                print("limit %-14s %s = %.1f GFLOP at the %s rate (%.1f GFLOP/s) = %s"
+                      % (kernel + ":", work, flops / 1e9, gemm_name, rate, fmt_seconds(flops / (rate * 1e9))))
+            print(TABLE_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% limit",
                                   "vs blocked", "peak extra", "max rel diff"))
             for kernel in kernels:
+                flops = kernel_flops(kernel, n, d, w)
                 operand = Q if kernel == "quadform" else w
                 reference, block = None, []
                 for method, fn in METHODS[kernel]:
@@ -323,6 +380,9 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
                     if blocked is not None and "seconds" in record:
                         record["speedup_vs_blocked"] = blocked / record["seconds"]
                     print_row(record, first=record is block[0])
+                if n == args.n:
+                    result = (n if kernel == "quadform" else d * d) * dtype.itemsize
+                    print_core_verdict(block[0], blocked, flops / (rate * 1e9), result)
                 records += block
                 del reference
             sys.stdout.flush()

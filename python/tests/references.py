@@ -306,7 +306,7 @@ def measured(call):
     gc.collect()
     if hasattr(_libc, "malloc_trim"):
         _libc.malloc_trim(0)
-    with PeakMemory(interval=0.0005) as mem:
+    with PeakMemory(interval=0.0005, max_interval=0.0005) as mem:
         result = call()
     return result, mem.peak
 
