@@ -93,4 +93,3 @@ public func matmul<T: KernelScalar>(
     }
   }
 }
-
