@@ -1,0 +1,39 @@
+"""The benchmark at a tiny size: every method runs and agrees with gmmkernels, and the
+JSON it writes holds the fields the README's table is read from. (No timings are asserted.)"""
+import json
+
+import numpy as np
+import pytest
+
+from gmmkernels import bench
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_core_suite_runs_and_methods_agree(tmp_path, dtype, capsys):
+    path = tmp_path / "bench.json"
+    bench.main(["--n", "1500", "--d", "40", "--repeat", "1", "--gemm-size", "200", "--dtype", dtype,
+                "--dir", str(tmp_path), "--json", str(path)])
+    printed = capsys.readouterr().out
+    result = json.loads(path.read_text())
+    records = [r for r in result["results"] if "skipped" not in r]
+    methods = {(r["kernel"], r["method"]) for r in records}
+    for kernel in ("quadform", "weighted_gram"):
+        assert (kernel, "gmmkernels") in methods
+        assert (kernel, "blocked numpy") in methods
+        assert (kernel, "naive numpy") in methods
+    tolerance = 1e-12 if dtype == "float64" else 1e-5
+    for r in records:
+        assert r["seconds"] > 0 and r["peak_bytes"] >= 0
+        if r["method"] != "gmmkernels":
+            assert r["max_rel_diff"] < tolerance, r
+    for kernel in ("quadform", "weighted_gram"):
+        ours = next(r for r in records if r["kernel"] == kernel and r["method"] == "gmmkernels")
+        assert len(ours["paired_gemm_gflops"]) == 1 and ours["paired_gemm_gflops"][0] > 0
+        assert 0 < ours["share_of_paired_limit"]
+        assert "%s %s:" % (dtype, kernel) in printed
+    # weighted_gram's necessary work counts only the rows of nonzero weight.
+    wg = next(r for r in records if r["kernel"] == "weighted_gram" and r["method"] == "gmmkernels")
+    qf = next(r for r in records if r["kernel"] == "quadform" and r["method"] == "gmmkernels")
+    nonzero = 1500 - int(round(0.3 * 1500))
+    np.testing.assert_allclose(wg["gflops"] * wg["seconds"], nonzero * 40 * 40 / 1e9, rtol=1e-9)
+    np.testing.assert_allclose(qf["gflops"] * qf["seconds"], 1500 * 40 * 40 / 1e9, rtol=1e-9)
