@@ -91,7 +91,8 @@ int32_t gmk_quadform(const gmk_array *x, const gmk_array *q,
  *   w:      (n,) or NULL for all ones; rows with w_i == 0 are skipped
  *   center: (d,) or NULL for c = 0
  *   out:    (d, d)
- * All arrays share x's dtype. Sums are accumulated in float64. */
+ * All arrays share x's dtype. Sums are accumulated in float64 (for float32, over partial
+ * SSYRK sums of up to about a thousand rows). */
 int32_t gmk_weighted_gram(const gmk_array *x, const gmk_array *w,
                           const gmk_array *center, const gmk_array *out,
                           const gmk_options *options);
