@@ -163,9 +163,9 @@ def gemm_rate(dtype, size=GEMM_SIZE, repeat=3):
 
 
 class PairedGemm:
-    """A GEMM of numpy's own BLAS timed right before each timed gmmkernels call, so that the
-    share of the limit compares two calls made a second apart (the machine's speed drifts
-    by tens of percent over a run when other jobs share it)."""
+    """A GEMM of numpy's own BLAS timed right before each timed call, so that the share of
+    the limit compares two calls made a second apart (the machine's speed drifts by tens of
+    percent over a run when other jobs share it)."""
 
     def __init__(self, dtype, size):
         rng = np.random.default_rng(0)
@@ -173,10 +173,11 @@ class PairedGemm:
         self.b = rng.standard_normal((size, size)).astype(dtype)
         self.c = np.empty((size, size), dtype=dtype)
         self.flops = 2.0 * size**3
+        np.dot(self.a, self.b, out=self.c)  # fault c in and start BLAS's threads
 
     #: Seconds to wait after the GEMM: numpy's OpenBLAS threads keep spinning on the cores
     #: for a while after a call (at n=20000 they cut the next kernel call's speed by a third).
-    settle = 0.5
+    settle = 0.25
 
     def rate(self):
         """GFLOP/s of one np.dot(a, b, out=c)."""
@@ -267,8 +268,8 @@ def run(args):
         print("necessary flops = n*d^2 for quadform (one triangle of Q), nnz(w)*d^2 for weighted_gram (SYRK "
               "on the rows of nonzero weight); GEMM-based code does twice that")
         print("limit = necessary flops at the GEMM rate of X's precision; GFLOP/s = necessary flops / seconds "
-              "(median of %d); %% limit = limit / seconds; vs blocked = speedup over the hand-blocked numpy code"
-              % args.repeat)
+              "(median of %d); %% limit = median over the calls of (limit at the rate of a GEMM timed just "
+              "before the call) / (its time); vs blocked = speedup over the hand-blocked numpy code" % args.repeat)
     print(PEAK_NOTE)
     print()
 
@@ -329,23 +330,25 @@ CORE_MEMORY_TARGET = 64 << 20
 FLOAT32_SPEEDUP_TARGET = 1.8
 
 
-def print_core_verdict(record, blocked, flops, rate, result_bytes):
+def paired_share(record, flops):
+    """The share of the limit: the median over the timed calls of (`flops` at the rate of
+    the GEMM timed just before the call) / (the call's time)."""
+    return float(np.median([flops / (g * 1e9) / t for g, t in
+                            zip(record["paired_gemm_gflops"], record["paired_seconds"])]))
+
+
+def print_core_verdict(record, blocked, flops, result_bytes):
     """One line: the gmmkernels record against the targets (share of the limit, speedup over
-    the blocked code, peak memory beside the output); recorded in `record`. The share of the
-    limit is the median over the calls of (flops at the rate of the GEMM timed just before
-    the call) / (the call's time); the table's column uses the rate of the run's start."""
+    the blocked code, peak memory beside the output); recorded in `record`."""
     kernel = record["kernel"]
     if "seconds" not in record:
         return
-    limit_seconds = flops / (rate * 1e9)
-    pairs = [flops / (g * 1e9) / t for g, t in zip(record.get("paired_gemm_gflops", []),
-                                                    record.get("paired_seconds", []))]
-    share = float(np.median(pairs)) if pairs else limit_seconds / record["seconds"]
-    record["share_of_paired_limit"] = share
+    share = record["percent_of_gemm"] / 100.0
+    limit_seconds = flops / (float(np.median(record["paired_gemm_gflops"])) * 1e9)
     extra = record["peak_bytes"] - result_bytes
     target = BLOCKED_SPEEDUP_TARGETS[kernel]
-    text = ["%.1f%% of the limit beside a GEMM (GEMM %s GFLOP/s; target >= %.0f%%: %s)"
-            % (100 * share, "/".join("%.0f" % g for g in record.get("paired_gemm_gflops", [rate])),
+    text = ["%.1f%% of the limit (GEMM beside it: %s GFLOP/s; target >= %.0f%%: %s)"
+            % (100 * share, "/".join("%.0f" % g for g in record["paired_gemm_gflops"]),
                100 * LIMIT_TARGET, _verdict(share >= LIMIT_TARGET))]
     if blocked is not None and record["dtype"] == "float64":
         speedup = blocked / record["seconds"]
@@ -400,7 +403,7 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
                 flops = kernel_flops(kernel, n, d, w)
                 work = ("n*d^2" if kernel == "quadform" else
                         "nnz(w)*d^2, %s of %s weights nonzero" % (f"{np.count_nonzero(w):,}", f"{n:,}"))
-                print("limit %-14s %s = %.1f GFLOP at the %s rate (%.1f GFLOP/s) = %s"
+                print("limit %-14s %s = %.1f GFLOP at the %s rate of the run's start (%.1f GFLOP/s) = %s"
                       % (kernel + ":", work, flops / 1e9, gemm_name, rate, fmt_seconds(flops / (rate * 1e9))))
             print(TABLE_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% limit",
                                   "vs blocked", "peak extra", "max rel diff"))
@@ -410,14 +413,13 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
                 reference, block = None, []
                 for method, fn in METHODS[kernel]:
                     record, result = run_one(kernel, method, fn, X, operand, repeat=args.repeat,
-                                             reference=reference, dask_ok=dask_ok, ram=ram,
-                                             paired=paired if method == REFERENCE else None)
+                                             reference=reference, dask_ok=dask_ok, ram=ram, paired=paired)
                     if method == REFERENCE:
                         reference = result
                     del result
                     if "seconds" in record:
                         record["gflops"] = flops / record["seconds"] / 1e9
-                        record["percent_of_gemm"] = 100.0 * record["gflops"] / rate
+                        record["percent_of_gemm"] = 100.0 * paired_share(record, flops)
                         record["gemm"] = gemm_name
                     block.append(record)
                 blocked = next((r["seconds"] for r in block if r["method"] == BLOCKED and "seconds" in r), None)
@@ -427,7 +429,7 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
                     print_row(record, first=record is block[0])
                 if n == args.n:
                     result = (n if kernel == "quadform" else d * d) * dtype.itemsize
-                    print_core_verdict(block[0], blocked, flops, rate, result)
+                    print_core_verdict(block[0], blocked, flops, result)
                 records += block
                 del reference
             sys.stdout.flush()
