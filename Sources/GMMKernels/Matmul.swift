@@ -49,11 +49,15 @@ public func matmul<T: KernelScalar>(
     if !direct { cBlocks.append(try Workspace<T>(count: plan.blockRows * m)) }
   }
 
-  if direct && bytes(n, m, e) <= Int(gmk_support_physical_memory()) / matmulSweepRAMShare {
+  let outBytes = bytes(n, m, e)
+  if direct && outBytes >= matmulSweepMinBytes
+    && outBytes <= Int(gmk_support_physical_memory()) / matmulSweepRAMShare
+    && gmk_support_is_anonymous(out.blasOperand!.pointer) != 0
+  {
     // Fault `out` in by a parallel sweep first (contents unchanged): fresh np.empty memory
     // faulted inside the products cost up to 0.4 s of system time per 305 MiB here (1.5 s
-    // products), faulted by the sweep 0.03 s. Only when `out` surely fits in RAM: pages of a
-    // larger memmap would be evicted between the sweep and the product.
+    // products), faulted by the sweep 0.03 s. Only anonymous memory that fits in RAM: a
+    // memmap's pages would be dirtied twice (and maybe written back in between).
     var sweep = options
     sweep.progress = nil
     try plan.run(rows: n, options: sweep) { _, rows in

@@ -21,8 +21,8 @@ let quadformLeafWidth = 64
 /// 1.28–1.30 s from 128 to 512 rows, 1.42 s at 2048).
 let weightedGramBlockRows = 256
 /// float32: blocks summed by SSYRK in Float before the sum is added to the Double
-/// accumulator. Adding the d × d product after every block took a fifth of the call
-/// (n=200000, d=900); every 4 blocks (1024 rows of Float sums) about 5%.
+/// accumulator (n=200000, d=900, 30% zero weights, in RAM: 0.72–0.74 s when it was added
+/// after every block, 0.63–0.66 s every 4 blocks, i.e. Float sums over 1024 rows at most).
 let floatBlocksPerFlush = 4
 
 // MARK: - weighted_sum
@@ -35,8 +35,9 @@ let weightedSumBlockRows = 1024
 /// Rows of A per block: tall enough that OpenBLAS's packing of B per call costs a few
 /// percent at most (B is packed once per block).
 let matmulBlockRows = 2048
-/// `out` is faulted in by a sweep before the products when it takes at most this share
-/// (1/n) of physical memory.
+/// `out` in anonymous memory is faulted in by a sweep before the products when it takes
+/// at least `matmulSweepMinBytes` and at most 1/`matmulSweepRAMShare` of physical memory.
+let matmulSweepMinBytes = 8 << 20
 let matmulSweepRAMShare = 4
 
 // MARK: - outer

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "gmk_support.h"
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -37,4 +38,26 @@ void gmk_support_touch_pages(void *base, int64_t lines, int64_t line_bytes, int6
         for (int64_t b = 0; b < line_bytes; b += 4096) line[b] = line[b];
         line[line_bytes - 1] = line[line_bytes - 1];
     }
+}
+
+int gmk_support_is_anonymous(const void *p) {
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (maps == NULL) return 0;
+    unsigned long address = (unsigned long)p;
+    char line[512];
+    int whole = 1; /* whether `line` starts a line (long paths come in several pieces) */
+    int anonymous = 0;
+    while (fgets(line, sizeof line, maps) != NULL) {
+        int starts = whole;
+        whole = strchr(line, '\n') != NULL;
+        if (!starts) continue;
+        unsigned long start, end, inode;
+        int path = 0;
+        if (sscanf(line, "%lx-%lx %*s %*s %*s %lu %n", &start, &end, &inode, &path) < 3) continue;
+        if (address < start || address >= end) continue;
+        anonymous = inode == 0 && (line[path] == '\0' || strncmp(line + path, "[heap]", 6) == 0);
+        break;
+    }
+    fclose(maps);
+    return anonymous;
 }

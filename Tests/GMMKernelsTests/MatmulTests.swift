@@ -221,6 +221,51 @@ final class MatmulTests: XCTestCase {
     }
   }
 
+  /// An `out` of at least 8 MiB in anonymous memory is faulted in by a sweep before the
+  /// products: results are right for every writable layout, nothing outside the view is
+  /// written, and after a cancel the rows not reported still hold their old bytes.
+  func testSweptOutput() {
+    sweptOutput(Float.self)
+    sweptOutput(Double.self)
+  }
+
+  private func sweptOutput<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 406)
+    let e = MemoryLayout<T>.stride
+    let (k, m) = (3, 2000)
+    let n = (8 << 20) / (m * e) + 100
+    let values = rng.uniform(count: n * k, -1, 1)
+    let bValues = rng.uniform(count: k * m, -1, 1)
+    // A read backwards is packed, so the memory limit sets the block height: 100 rows.
+    let limit = 100 * k * e
+    for layout in [MatrixLayout.cOrder, .fortranOrder, .paddedRows] {
+      let c = MatmulCase(n: n, k: k, m: m, a: values, b: bValues, aLayout: .reversedRows, outLayout: layout)
+      checkMatmul(T.self, c, options: KernelOptions(threads: 2, memoryLimit: limit))
+
+      let a = TestMatrix<T>(rows: n, cols: k, layout: .reversedRows, values: values)
+      let b = TestMatrix<T>(rows: k, cols: m, values: bValues)
+      let out = TestMatrix<T>(rows: n, cols: m, layout: layout)
+      defer { withExtendedLifetime((a, b, out)) {} }
+      let rows = AtomicCounter()
+      let options = KernelOptions(
+        threads: 2, memoryLimit: limit, isCancelled: { rows.value > 0 }, progress: { rows.add($0) })
+      let stopped = thrownError { () throws(KernelError) in try matmul(a.view, b.view, out: out.view, options: options) }
+      XCTAssertEqual(stopped, .cancelled, "\(T.self) out \(layout)")
+      XCTAssertGreaterThan(rows.value, 0, "\(T.self) out \(layout)")
+      XCTAssertLessThan(rows.value, n, "\(T.self) out \(layout)")
+      // Rows all of whose elements were written, and rows none of whose bytes changed.
+      var (written, kept) = (0, 0)
+      for i in 0..<n {
+        let fills = (0..<m).count { j in withUnsafeBytes(of: out[i, j]) { $0.allSatisfy { $0 == fillByte } } }
+        if fills == 0 { written += 1 }
+        if fills == m { kept += 1 }
+      }
+      XCTAssertEqual(written, rows.value, "\(T.self) out \(layout): rows written vs rows reported")
+      XCTAssertEqual(kept, n - rows.value, "\(T.self) out \(layout): a row not reported was changed")
+      XCTAssertTrue(out.onlyViewChanged(), "\(T.self) out \(layout)")
+    }
+  }
+
   func testCancellation() {
     cancellation(Float.self)
     cancellation(Double.self)

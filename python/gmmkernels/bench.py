@@ -19,18 +19,20 @@ What is measured, in one run:
   ceiling; gmmkernels links the system OpenBLAS, which is not reachable from Python
   without a second binding, so the two BLAS builds may differ somewhat;
 - for each kernel and method: the median wall time of ``--repeat`` calls, the effective
-  rate, the percentage of the GEMM rate of the same precision, the speedup over the
-  hand-blocked numpy code, the peak extra anonymous memory (heap and anonymous mappings,
+  rate, the share of the limit (each call is preceded by a timed GEMM of the same precision,
+  and the share is the median over the calls of the limit at that GEMM's rate over the
+  call's time: the machine's speed drifts within a run when it is shared), the speedup over
+  the hand-blocked numpy code, the peak extra anonymous memory (heap and anonymous mappings,
   including the result; pages of the memmap'd file do not count), and the largest
   difference from gmmkernels' result.
 
-Necessary flops: both kernels need n·d² flops at best, which is what the effective rate
-counts. x_iᵀ Q x_i needs one triangle of the symmetric part of Q (d²/2 multiply-adds per
-row), and Σ w_i x_i x_iᵀ is a symmetric rank-k update (SYRK: d²/2 multiply-adds per row),
-so 2·(d²/2) = d² flops per row in both cases. Plain GEMM does twice that, 2·n·d², so a
-GEMM-based method can reach at most 50% of the GEMM rate by this count. The "limit" line
-is the time of n·d² flops at the GEMM rate. Rows with w_i = 0 are counted as work although
-gmmkernels and the blocked code skip them.
+Necessary flops, which the effective rate counts: x_iᵀ Q x_i needs one triangle of the
+symmetric part of Q (d²/2 multiply-adds per row), so quadform needs n·d² flops; Σ w_i x_i x_iᵀ
+is a symmetric rank-k update (SYRK: d²/2 multiply-adds per row) over the rows of nonzero
+weight, so weighted_gram needs nnz(w)·d². Plain GEMM does twice that, so a GEMM-based
+method can reach at most 50% of the limit by this count. The "limit" is the time of the
+necessary flops at the GEMM rate; after each kernel a verdict line compares the gmmkernels
+call with the targets.
 
 X is a memmap of a file on disk (in ``--dir``), read once before the timed calls so that
 it sits in the page cache: compute is measured, not the disk.
@@ -176,7 +178,7 @@ class PairedGemm:
         np.dot(self.a, self.b, out=self.c)  # fault c in and start BLAS's threads
 
     #: Seconds to wait after the GEMM: numpy's OpenBLAS threads keep spinning on the cores
-    #: for a while after a call (at n=20000 they cut the next kernel call's speed by a third).
+    #: for a while after a call (a 0.2 s quadform call right after one ran 10-15% slower).
     settle = 0.25
 
     def rate(self):

@@ -22,6 +22,10 @@ int gmk_support_cpu_count(void);
 /* Bytes of physical memory (0 when unknown). */
 int64_t gmk_support_physical_memory(void);
 
+/* 1 when `p` lies in anonymous memory (heap or an anonymous mapping, as numpy's arrays),
+ * 0 when in a file mapping (a memmap, shared memory) or when /proc/self/maps is unreadable. */
+int gmk_support_is_anonymous(const void *p);
+
 /* Reads and writes back one byte in every page of `lines` runs of `line_bytes` bytes,
  * `stride_bytes` apart: faults the pages in (writable) without changing their contents. */
 void gmk_support_touch_pages(void *base, int64_t lines, int64_t line_bytes, int64_t stride_bytes);
