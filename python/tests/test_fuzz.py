@@ -530,6 +530,19 @@ def alias_of(ctx, X, shape):
     return Xw, buf[start:start + size].reshape(shape)
 
 
+def output_on(ctx, X, shape, dtype, defect):
+    """`out` of `shape` for a call on X (see make_output); with the "out_alias" defect, X
+    is replaced by a copy that `out` overlaps, and the defect is dropped when they cannot
+    overlap. Returns (X, out, expected exception or None, defect)."""
+    alias = None
+    if defect == "out_alias":
+        X, alias = alias_of(ctx, X, shape)
+        if alias is None:
+            defect = None
+    out, eo = make_output(ctx, shape, dtype, defect, alias=alias)
+    return X, out, eo, defect
+
+
 def build_quadform(ctx):
     draw = ctx.draw
     n, d, _ = sizes(ctx)
@@ -545,12 +558,7 @@ def build_quadform(ctx):
         c, ec = draw_operand(ctx, "center", (d,), dt, defect)
     else:
         c, ec = None, None
-    alias = None
-    if defect == "out_alias":
-        X, alias = alias_of(ctx, X, (n,))
-        if alias is None:
-            defect = None
-    out, eo = make_output(ctx, (n,), dt, defect, alias=alias)
+    X, out, eo, defect = output_on(ctx, X, (n,), dt, defect)
     threads, ml, et, small = draw_options(ctx, defect)
 
     def check(result):
@@ -582,12 +590,7 @@ def build_weighted_gram(ctx):
         c, ec = draw_operand(ctx, "center", (d,), dt, defect)
     else:
         c = None
-    alias = None
-    if defect == "out_alias":
-        X, alias = alias_of(ctx, X, (d, d))
-        if alias is None:
-            defect = None
-    out, eo = make_output(ctx, (d, d), dt, defect, alias=alias)
+    X, out, eo, defect = output_on(ctx, X, (d, d), dt, defect)
     threads, ml, et, small = draw_options(ctx, defect)
 
     def check(result):
@@ -615,12 +618,7 @@ def build_quadform_many(ctx):
         centers, ec = draw_operand(ctx, "centers", (kk, d), dt, defect)
     else:
         centers = None
-    alias = None
-    if defect == "out_alias":
-        X, alias = alias_of(ctx, X, (n, kk))
-        if alias is None:
-            defect = None
-    out, eo = make_output(ctx, (n, kk), dt, defect, alias=alias)
+    X, out, eo, defect = output_on(ctx, X, (n, kk), dt, defect)
     threads, ml, et, small = draw_options(ctx, defect)
 
     def check(result):
@@ -657,14 +655,7 @@ def build_weighted_gram_many(ctx):
         centers, ec = draw_operand(ctx, "centers", (kk, d), dt, defect)
     else:
         centers = None
-    alias = None
-    if defect == "out_alias":
-        X, alias = alias_of(ctx, X, (kk, d, d))
-        if alias is None:
-            defect = None
-        elif share:
-            R = X
-    out, eo = make_output(ctx, (kk, d, d), dt, defect, alias=alias)
+    X, out, eo, defect = output_on(ctx, X, (kk, d, d), dt, defect)
     threads, ml, et, small = draw_options(ctx, defect)
 
     def check(result):
@@ -694,14 +685,7 @@ def build_weighted_sum(ctx):
     else:
         R, er = draw_operand(ctx, "R", (n, k), dt, defect, free=(1,))
     kk = np.shape(R)[1] if np.ndim(R) == 2 else k
-    alias = None
-    if defect == "out_alias":
-        X, alias = alias_of(ctx, X, (kk, d))
-        if alias is None:
-            defect = None
-        elif share:
-            R = X
-    out, eo = make_output(ctx, (kk, d), dt, defect, alias=alias)
+    X, out, eo, defect = output_on(ctx, X, (kk, d), dt, defect)
     threads, ml, et, small = draw_options(ctx, defect)
 
     def check(result):
@@ -731,12 +715,7 @@ def build_matmul(ctx):
     else:
         B, eb = draw_operand(ctx, "B", (kdim, m), dt, defect, free=(1,))
     mm = np.shape(B)[1] if np.ndim(B) == 2 else m
-    alias = None
-    if defect == "out_alias":
-        A, alias = alias_of(ctx, A, (n, mm))
-        if alias is None:
-            defect = None
-    out, eo = make_output(ctx, (n, mm), dt, defect, alias=alias)
+    A, out, eo, defect = output_on(ctx, A, (n, mm), dt, defect)
     threads, ml, et, small = draw_options(ctx, defect)
 
     def check(result):
