@@ -212,7 +212,7 @@ def max_rel_diff(a, ref):
 # ---------------------------------------------------------------------------------------
 
 
-def run_one(kernel, method, fn, X, operand, *, repeat, reference, dask_ok, ram, paired=None):
+def run_one(kernel, method, fn, X, operand, *, repeat, reference, dask_ok, ram, paired):
     n, d = X.shape
     record = {"kernel": kernel, "method": method, "n": n, "d": d, "dtype": X.dtype.name}
     if method == "dask.array" and not dask_ok:
@@ -224,18 +224,14 @@ def run_one(kernel, method, fn, X, operand, *, repeat, reference, dask_ok, ram, 
             record["skipped"] = "needs %s of temporaries, more than 1/3 of RAM" % format_bytes(need)
             return record, None
     fn(X[: min(n, 1000)], operand if kernel == "quadform" else operand[: min(n, 1000)])  # warm-up
-    if paired is None:
-        seconds, peak, result = timed(fn, X, operand, repeat=repeat)
-    else:
-        rates, times, peaks = [], [], []
-        for _ in range(repeat):
-            rates.append(paired.rate())
-            t, peak, result = timed(fn, X, operand, repeat=1)
-            times.append(t)
-            peaks.append(peak)
-        seconds, peak = float(np.median(times)), max(peaks)
-        record.update(paired_gemm_gflops=rates, paired_seconds=times)
-    record.update(seconds=seconds, peak_bytes=int(peak),
+    rates, times, peaks = [], [], []
+    for _ in range(repeat):
+        rates.append(paired.rate())  # a GEMM (PairedGemm) right before each timed call
+        t, peak, result = timed(fn, X, operand, repeat=1)
+        times.append(t)
+        peaks.append(peak)
+    record.update(paired_gemm_gflops=rates, paired_seconds=times)
+    record.update(seconds=float(np.median(times)), peak_bytes=int(max(peaks)),
                   max_rel_diff=None if reference is None else max_rel_diff(result, reference))
     return record, result
 
@@ -401,16 +397,15 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
             X, w = X_all[:n], w_all[:n]
             print()
             print("%s  n=%s  d=%d" % (dtype.name, f"{n:,}", d))
-            for kernel in kernels:
-                flops = kernel_flops(kernel, n, d, w)
+            necessary = {kernel: kernel_flops(kernel, n, d, w) for kernel in kernels}
+            for kernel, flops in necessary.items():
                 work = ("n*d^2" if kernel == "quadform" else
                         "nnz(w)*d^2, %s of %s weights nonzero" % (f"{np.count_nonzero(w):,}", f"{n:,}"))
                 print("limit %-14s %s = %.1f GFLOP at the %s rate of the run's start (%.1f GFLOP/s) = %s"
                       % (kernel + ":", work, flops / 1e9, gemm_name, rate, fmt_seconds(flops / (rate * 1e9))))
             print(TABLE_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% limit",
                                   "vs blocked", "peak extra", "max rel diff"))
-            for kernel in kernels:
-                flops = kernel_flops(kernel, n, d, w)
+            for kernel, flops in necessary.items():
                 operand = Q if kernel == "quadform" else w
                 reference, block = None, []
                 for method, fn in METHODS[kernel]:
