@@ -162,7 +162,7 @@ typedef enum gmk_scatter {
  *   resp_out:      (n, K) responsibilities, or NULL
  *   score_out:     (n,) log sum_k exp(log-density_ik + ...), or NULL
  *   stats_out:     float64 (1 + K + K*d + S,): [sum_i w_i score_i, N, S1, S2] with S the
- *                  size the scatter asks for; row-major; upper triangles mirrored
+ *                  size the scatter asks for; row-major; both triangles written
  * Arrays other than stats_out share x's dtype. */
 int32_t gmk_mixture_pass(const gmk_array *x, const gmk_array *sample_weight,
                          const gmk_array *log_norm, const gmk_array *means,

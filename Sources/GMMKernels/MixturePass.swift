@@ -39,7 +39,7 @@ public struct MixtureStatistics {
   public var counts: [Double]
   /// S1_k, row-major K × d.
   public var firstMoments: [Double]
-  /// S2 as asked for: K × d × d, d × d or K × d, row-major (upper triangles mirrored).
+  /// S2 as asked for: K × d × d, d × d or K × d, row-major (triangles mirrored).
   public var scatter: [Double]
 }
 
@@ -200,17 +200,17 @@ public func mixturePass<T: KernelScalar>(
         let target = scatter == .full ? second + j * d * d : second
         if blockProduct > 0 {
           let g = gramProducts[w].pointer
-          T._syrkUpper(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 0, c: g, ldc: d)
-          addUpper(g, into: target, d)
+          T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 0, c: g, ldc: d)
+          addLower(g, into: target, d)
         } else {
           let g = UnsafeMutableRawPointer(target).assumingMemoryBound(to: T.self)
-          T._syrkUpper(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 1, c: g, ldc: d)
+          T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 1, c: g, ldc: d)
         }
       }
     }
   }
 
-  // Sum the workers' statistics and mirror the upper triangles.
+  // Sum the workers' statistics and mirror the lower triangles.
   let total = sumOfWorkers(stats, count: statsCount)
   var result = MixtureStatistics(
     logLikelihood: total[0], counts: Array(UnsafeBufferPointer(start: total + 1, count: k)),
@@ -221,7 +221,7 @@ public func mixturePass<T: KernelScalar>(
     for j in 0..<matrices {
       let base = j * d * d
       for r in 0..<d {
-        for c in 0..<r { result.scatter[base + r * d + c] = result.scatter[base + c * d + r] }
+        for c in (r + 1)..<max(d, r + 1) { result.scatter[base + r * d + c] = result.scatter[base + c * d + r] }
       }
     }
   }

@@ -1,7 +1,7 @@
 // weighted_gram: G = Σ_i w_i (x_i − c)(x_i − c)ᵀ.
 //
 // A symmetric rank-k update: per row block, SYRK on the packed rows √w_i (x_i − c) gives
-// the upper triangle for n·d² flops (GEMM would spend 2·n·d²). Rows with w_i < 0 are
+// the lower triangle for n·d² flops (GEMM would spend 2·n·d²). Rows with w_i < 0 are
 // packed apart as √|w_i| (x_i − c) and added with alpha = −1; rows with w_i = 0 are never
 // copied nor multiplied. With no weights and no center, BLAS reads X in place.
 //
@@ -75,7 +75,7 @@ public func weightedGram<T: KernelScalar>(
     var written = false
     if inPlace {
       let a = x.rows(rows).blasOperand!
-      T._syrkUpper(
+      T._syrkLower(
         trans: a.rowMajor, n: d, k: rows.count, alpha: 1, a: a.pointer, lda: a.ld,
         beta: beta, c: g, ldc: d)
       written = true
@@ -88,17 +88,17 @@ public func weightedGram<T: KernelScalar>(
     guard blockProduct > 0 && written else { return }
     pending[w] += 1
     if pending[w] == floatBlocksPerFlush {
-      addUpper(g, into: sums[w].pointer, d)
+      addLower(g, into: sums[w].pointer, d)
       pending[w] = 0
     }
   }
 
-  for w in 0..<plan.workers where pending[w] > 0 { addUpper(products[w].pointer, into: sums[w].pointer, d) }
-  for other in sums.dropFirst() { addUpper(other.pointer, into: sums[0].pointer, d) }
+  for w in 0..<plan.workers where pending[w] > 0 { addLower(products[w].pointer, into: sums[w].pointer, d) }
+  for other in sums.dropFirst() { addLower(other.pointer, into: sums[0].pointer, d) }
   storeSymmetric(sums[0].pointer, d, into: out)
 }
 
-/// g (+)= Σ_i w_i (x_i − c)(x_i − c)ᵀ over the rows of `x`, upper triangle (d × d,
+/// g (+)= Σ_i w_i (x_i − c)(x_i − c)ᵀ over the rows of `x`, lower triangle (d × d,
 /// leading dimension `ldg`), by SYRK on rows packed into `packed` (rows × d): positive (and
 /// NaN) weights fill it from the top as √w_i (x_i − c), negative ones from the bottom as
 /// √|w_i| (x_i − c) and are added with alpha = −1; zero weights are skipped. `beta` applies
@@ -125,11 +125,11 @@ func addGramBlock<T: KernelScalar>(
   }
   var written = false
   if top > 0 {
-    T._syrkUpper(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: beta, c: g, ldc: ldg)
+    T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: beta, c: g, ldc: ldg)
     written = true
   }
   if bottom < m {
-    T._syrkUpper(
+    T._syrkLower(
       trans: true, n: d, k: m - bottom, alpha: -1, a: z + bottom * d, lda: d,
       beta: written ? 1 : beta, c: g, ldc: ldg)
     written = true
@@ -137,26 +137,27 @@ func addGramBlock<T: KernelScalar>(
   return written
 }
 
-/// acc[i, j] += g[i, j] for the upper triangle of d × d row-major matrices (g's leading
-/// dimension d, acc's `ld`).
+/// acc[i, j] += g[i, j] for the lower triangle (i ≥ j) of d × d row-major matrices (leading
+/// dimensions `ldg` and `ld`, both d by default).
 @inline(__always)
-func addUpper<T: KernelScalar>(
-  _ g: UnsafePointer<T>, into acc: UnsafeMutablePointer<Double>, ld: Int? = nil, _ d: Int
+func addLower<T: KernelScalar>(
+  _ g: UnsafePointer<T>, ldg: Int? = nil, into acc: UnsafeMutablePointer<Double>, ld: Int? = nil, _ d: Int
 ) {
+  let ldg = ldg ?? d
   let lda = ld ?? d
   for i in 0..<d {
     // Row pointers and a plain count keep the inner loop free of overflow checks, so that
     // it vectorises (the indexed form ran scalar).
-    let src = g + (i &* d &+ i)
-    let dst = acc + (i &* lda &+ i)
-    for j in 0..<(d &- i) { dst[j] += Double(src[j]) }
+    let src = g + i &* ldg
+    let dst = acc + i &* lda
+    for j in 0..<(i &+ 1) { dst[j] += Double(src[j]) }
   }
 }
 
-/// Writes the symmetric matrix whose upper triangle is `acc` (d × d, row-major) into `out`.
+/// Writes the symmetric matrix whose lower triangle is `acc` (d × d, row-major) into `out`.
 func storeSymmetric<T: KernelScalar>(_ acc: UnsafePointer<Double>, _ d: Int, into out: StridedMatrix<T>) {
   for i in 0..<d {
-    for j in i..<d {
+    for j in 0...i {
       let v = T(acc[i * d + j])
       out[i, j] = v
       out[j, i] = v

@@ -97,7 +97,7 @@ public func weightedGramMany<T: KernelScalar>(
         center: centerRows.isEmpty ? nil : UnsafePointer(centerRows[j].pointer),
         packed: packed[w].pointer, into: g, ldg: blockProduct > 0 ? d : acc.ld,
         beta: blockProduct > 0 ? 0 : 1)
-      if blockProduct > 0 && written { addUpper(g, into: acc.pointer, ld: acc.ld, d) }
+      if blockProduct > 0 && written { addLower(g, into: acc.pointer, ld: acc.ld, d) }
     }
   }
 
@@ -105,14 +105,11 @@ public func weightedGramMany<T: KernelScalar>(
   for j in 0..<k {
     let first = sums[0][j]
     for other in sums.dropFirst() {
-      let acc = other[j]
-      for i in 0..<d {
-        for c in i..<d { first.pointer[i * first.ld + c] += acc.pointer[i * acc.ld + c] }
-      }
+      addLower(other[j].pointer, ldg: other[j].ld, into: first.pointer, ld: first.ld, d)
     }
     if direct {
       for i in 0..<d {
-        for c in 0..<i { first.pointer[i * first.ld + c] = first.pointer[c * first.ld + i] }
+        for c in (i + 1)..<max(d, i + 1) { first.pointer[i * first.ld + c] = first.pointer[c * first.ld + i] }
       }
     } else {
       storeSymmetric(first.pointer, d, into: out[j])
