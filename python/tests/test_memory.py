@@ -6,6 +6,7 @@ pages of a memmap'd file (RssFile). A copy of X, or any X-sized temporary, would
 """
 
 import gc
+import os
 
 import numpy as np
 import pytest
@@ -52,10 +53,32 @@ def test_meter_sees_numpy_temporaries(tmp_path):
 
 def test_meter_sees_a_copy():
     before = rss_anon()
-    assert before > 0, "RssAnon is not available: /proc/self/status is needed"
+    assert before > 0, "RssAnon is not available: /proc/self/statm is needed"
     X = np.ones((10_000, 900))
     _, peak = measured(lambda: np.array(X, order="F"))
     assert peak >= 0.9 * X.nbytes
+
+
+def status_rss_anon():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+def test_meter_reads_rss_anon_also_after_fork(tmp_path):
+    X = np.memmap(tmp_path / "x.bin", dtype=np.float64, mode="w+", shape=(10_000, 900))
+    X[:] = 1.0  # resident file pages: RssFile, not RssAnon
+    assert abs(rss_anon() - status_rss_anon()) <= 4 * MiB
+    # A forked child must read its own counters, not those of the parent that opened the file.
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            Y = np.ones((25_000, 1000))  # 200 MB in the child only
+            ok = abs(rss_anon() - status_rss_anon()) <= 4 * MiB and Y[-1, -1] == 1.0
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "the child read another process's RssAnon"
 
 
 # --- the big file --------------------------------------------------------------------------
