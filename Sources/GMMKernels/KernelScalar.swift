@@ -20,9 +20,9 @@ public protocol KernelScalar: BinaryFloatingPoint, Sendable {
     trans: Bool, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
 
-  /// `B = B · U` in place, row-major, for B (m × n) and U (n × n) upper triangular.
-  static func _trmmUpperRight(
-    m: Int, n: Int, u: UnsafePointer<Self>, ldu: Int, b: UnsafeMutablePointer<Self>, ldb: Int)
+  /// `B = B · Lᵀ` in place, row-major, for B (m × n) and L (n × n) lower triangular.
+  static func _trmmRightByTransposeOfLower(
+    m: Int, n: Int, l: UnsafePointer<Self>, ldl: Int, b: UnsafeMutablePointer<Self>, ldb: Int)
 }
 
 @inline(__always)
@@ -56,12 +56,12 @@ extension Double: KernelScalar {
 }
 
 extension Double {
-  public static func _trmmUpperRight(
-    m: Int, n: Int, u: UnsafePointer<Double>, ldu: Int, b: UnsafeMutablePointer<Double>, ldb: Int
+  public static func _trmmRightByTransposeOfLower(
+    m: Int, n: Int, l: UnsafePointer<Double>, ldl: Int, b: UnsafeMutablePointer<Double>, ldb: Int
   ) {
     cblas_dtrmm(
-      CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, blasint(m), blasint(n),
-      1, u, ld(ldu), b, ld(ldb))
+      CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, blasint(m), blasint(n),
+      1, l, ld(ldl), b, ld(ldb))
   }
 
   /// `y += alpha * x` over `n` contiguous elements.
@@ -91,11 +91,11 @@ extension Float: KernelScalar {
       alpha, a, ld(lda), beta, c, ld(ldc))
   }
 
-  public static func _trmmUpperRight(
-    m: Int, n: Int, u: UnsafePointer<Float>, ldu: Int, b: UnsafeMutablePointer<Float>, ldb: Int
+  public static func _trmmRightByTransposeOfLower(
+    m: Int, n: Int, l: UnsafePointer<Float>, ldl: Int, b: UnsafeMutablePointer<Float>, ldb: Int
   ) {
     cblas_strmm(
-      CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, blasint(m), blasint(n),
-      1, u, ld(ldu), b, ld(ldb))
+      CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, blasint(m), blasint(n),
+      1, l, ld(ldl), b, ld(ldb))
   }
 }

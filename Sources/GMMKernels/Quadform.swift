@@ -5,8 +5,11 @@
 // doubled), so with Y = X U, q_i = Σ_j y_ij x_ij: n·d² flops, where GEMM's X·S would take
 // 2·n·d². Two ways to form Y for a row block, chosen by `QuadraticForms`:
 //
-// - TRMM: U formed once (d² of workspace per matrix); Y = copy of the block, then
-//   Y ← Y·U in place. OpenBLAS's TRMM runs at about its GEMM rate on the triangle.
+// - TRMM: U formed once (d² of workspace per matrix), stored as its transpose L = Uᵀ;
+//   Y = copy of the block, then Y ← Y·Lᵀ in place. OpenBLAS's TRMM runs at about its
+//   GEMM rate on the triangle, and 1.5% faster from this layout than from U itself
+//   (quadform in float64, n=200000, d=900, 22 calls alternated with the other; the same in
+//   float32).
 // - Recursive panels, when U does not fit the memory limit: S is used in place (when it is
 //   exactly symmetric). Split the columns into panels I of width p; panel I adds
 //   2·X[:, I] S[I, I+1:] to Y[:, I+1:] in one GEMM (alpha = 2, inner dimension p) and its
@@ -57,7 +60,7 @@ public func quadform<T: KernelScalar>(
 /// or that BLAS cannot read).
 struct QuadraticForms<T: KernelScalar> {
   let d: Int
-  /// U_k, k · d · d row-major, or nil for the panel method.
+  /// L_k = U_kᵀ, k · d · d row-major, or nil for the panel method.
   private let triangles: Workspace<T>?
   private let operands: [BLASOperand<T>]
   private let copies: [Workspace<T>]
@@ -74,16 +77,18 @@ struct QuadraticForms<T: KernelScalar> {
     self.d = d
     let e = MemoryLayout<T>.stride
     if bytes(qs.count, d, d, e) <= memoryLimit / 2 {
-      let u = try Workspace<T>(count: qs.count * d * d)
+      let l = try Workspace<T>(count: qs.count * d * d)
       for (k, q) in qs.enumerated() {
-        let uk = u.pointer + k * d * d
-        for i in 0..<d {
-          for j in 0..<i { uk[i * d + j] = 0 }
-          uk[i * d + i] = q[i, i]
-          for j in (i + 1)..<max(d, i + 1) { uk[i * d + j] = q[i, j] + q[j, i] }
+        // Row j of L_k is column j of U_k.
+        let lk = l.pointer + k * d * d
+        for j in 0..<d {
+          let row = lk + j * d
+          for i in 0..<j { row[i] = q[i, j] + q[j, i] }
+          row[j] = q[j, j]
+          for i in (j + 1)..<max(d, j + 1) { row[i] = 0 }
         }
       }
-      triangles = u
+      triangles = l
       operands = []
       copies = []
     } else {
@@ -103,7 +108,7 @@ struct QuadraticForms<T: KernelScalar> {
       return
     }
     copyOperand(a, rows: m, cols: d, into: y)
-    T._trmmUpperRight(m: m, n: d, u: triangles.pointer + k * d * d, ldu: d, b: y, ldb: d)
+    T._trmmRightByTransposeOfLower(m: m, n: d, l: triangles.pointer + k * d * d, ldl: d, b: y, ldb: d)
     acc.update(repeating: 0, count: m)
     accumulateRowDots(y, ldy: d, a, rows: m, cols: 0..<d, into: acc)
   }
