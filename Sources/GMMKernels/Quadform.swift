@@ -55,9 +55,9 @@ public func quadform<T: KernelScalar>(
 }
 
 /// The K quadratic forms x ↦ xᵀ Q_k x, prepared for row blocks (see the top of this file):
-/// by TRMM when the K triangles U_k fit in half the memory limit, else by recursive panels
-/// on the symmetric parts in place (or copied, for the Q_k that are not exactly symmetric
-/// or that BLAS cannot read).
+/// by TRMM when the K triangles (stored as L_k = U_kᵀ) fit in half the memory limit, else
+/// by recursive panels on the symmetric parts in place (or copied, for the Q_k that are not
+/// exactly symmetric or that BLAS cannot read).
 struct QuadraticForms<T: KernelScalar> {
   let d: Int
   /// L_k = U_kᵀ, k · d · d row-major, or nil for the panel method.

@@ -7,7 +7,7 @@
 /// Rows per block: taller blocks amortise OpenBLAS's packing of U (or S's panels) over more
 /// rows; 256–1024 measured within noise of each other, 512 best.
 let quadformBlockRows = 512
-/// Top panel width of the recursive method (used when the triangles U_k do not fit half
+/// Top panel width of the recursive method (used when the triangles of the Q_k do not fit half
 /// the memory limit): the inner dimension of its big GEMMs.
 let quadformPanelWidth = 256
 /// Leaf width of the recursive method's diagonal blocks: narrower wastes fewer flops

@@ -1,32 +1,49 @@
 """Measuring what a call costs: peak extra anonymous memory and wall time.
 
-Peak memory is sampled from /proc/self/statm (resident minus shared pages: heap and
-anonymous mappings, which is where numpy temporaries and the kernels' workspace live; pages
-of a memmap'd file are shared and do not count). tracemalloc would not see the Swift
-library's allocations, so it is not used.
+Peak memory is sampled from /proc/self/statm (resident minus file-backed and shmem pages:
+heap and anonymous mappings, which is where numpy temporaries and the kernels' workspace
+live; pages of a memmap'd file do not count). tracemalloc would not see the Swift library's
+allocations, so it is not used.
 """
 import os
 import threading
 import time
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_statm = None  # (pid, fd): /proc/self names the process that opened it, so reopen after fork
+# (pid, fd) of /proc/self/statm: /proc/self names the process that opened it, so a forked
+# child closes its inherited copy and opens its own.
+_statm = None
+_statm_lock = threading.Lock()
+
+
+def _statm_fd(reopen=False):
+    global _statm
+    with _statm_lock:
+        if _statm is not None and (reopen or _statm[0] != os.getpid()):
+            try:
+                os.close(_statm[1])
+            except OSError:
+                pass
+            _statm = None
+        if _statm is None:
+            _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY))
+        return _statm[1]
 
 
 def rss_anon():
     """Resident anonymous memory of this process in bytes (0 where /proc is missing).
 
-    RssAnon of /proc/self/status, read from /proc/self/statm as resident − shared (file and
-    shmem) pages: one pread of a file kept open costs ~2 µs where parsing status took ~24.
+    RssAnon of /proc/self/status, read from /proc/self/statm as resident − shared pages
+    (statm's "shared" is RssFile + RssShmem): one pread of a file kept open costs ~2 µs
+    where parsing status took ~24.
     """
-    global _statm
-    try:
-        if _statm is None or _statm[0] != os.getpid():
-            _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY))
-        fields = os.pread(_statm[1], 128, 0).split()
-        return (int(fields[1]) - int(fields[2])) * _PAGE
-    except (OSError, IndexError, ValueError):
-        return 0
+    for attempt in range(2):
+        try:
+            fields = os.pread(_statm_fd(reopen=attempt > 0), 128, 0).split()
+            return (int(fields[1]) - int(fields[2])) * _PAGE
+        except (OSError, IndexError, ValueError):
+            continue
+    return 0
 
 
 class PeakMemory:

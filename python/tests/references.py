@@ -6,7 +6,14 @@ kernels see them: Q, w and center rounded to X's dtype first (the API converts t
 import ctypes
 import ctypes.util
 import gc
+import os
+import pickle
+import resource
+import select
+import signal
 import threading
+import time
+import traceback
 
 import numpy as np
 import pytest
@@ -329,3 +336,69 @@ def run_in_threads(work, count, timeout=120):
         t.join(timeout=timeout)
     assert not any(t.is_alive() for t in workers), "concurrent calls did not finish (deadlock?)"
     assert not errors, errors
+
+
+# --- a call in a forked child ---------------------------------------------------------------
+
+# Limits of a forked child's address space: nothing a child does may take the machine's memory.
+CHILD_ADDRESS_SPACE = 6 << 30
+CHILD_TIMEOUT = 120.0
+
+
+def run_forked(fn, *, timeout=CHILD_TIMEOUT, address_space=CHILD_ADDRESS_SPACE):
+    """Runs fn() in a forked child; returns (outcome, stderr of the child). The outcome is
+    fn's return value, or raises AssertionError for a failed check, a crash or a timeout."""
+    r, w = os.pipe()
+    er, ew = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(r)
+            os.close(er)
+            os.dup2(ew, 2)
+            if address_space:
+                resource.setrlimit(resource.RLIMIT_AS, (address_space, resource.RLIM_INFINITY))
+            try:
+                payload = ("ok", fn())
+            except AssertionError as e:
+                payload = ("fail", str(e))
+            except BaseException as e:  # noqa: B902 - reported to the parent
+                payload = ("error", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()))
+            os.write(w, pickle.dumps(payload))
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(ew)
+    chunks = {r: [], er: []}
+    open_fds = [r, er]
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    while open_fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        ready, _, _ = select.select(open_fds, [], [], left)
+        for fd in ready:
+            data = os.read(fd, 1 << 16)
+            if data:
+                chunks[fd].append(data)
+            else:
+                open_fds.remove(fd)
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    os.close(r)
+    os.close(er)
+    stderr = b"".join(chunks[er]).decode(errors="replace")[-3000:]
+    if timed_out:
+        raise AssertionError("the call did not finish within %.0f s\nstderr: %s" % (timeout, stderr))
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        raise AssertionError("the process died of %s\nstderr: %s" % (signal.Signals(sig).name, stderr))
+    if os.WEXITSTATUS(status) != 0 or not chunks[r]:
+        raise AssertionError("the child exited with status %d\nstderr: %s" % (os.WEXITSTATUS(status), stderr))
+    kind, value = pickle.loads(b"".join(chunks[r]))
+    if kind != "ok":
+        raise AssertionError("%s\nstderr: %s" % (value, stderr))
+    return value, stderr

@@ -28,12 +28,6 @@ Where R is NaN or ±Inf, r must be NaN or ±Inf too. outer is exact.
 """
 import itertools
 import os
-import pickle
-import resource
-import select
-import signal
-import time
-import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -45,6 +39,7 @@ from numpy.lib.stride_tricks import as_strided
 
 import gmmkernels as gk
 from gmmkernels._kernels import mixture_pass
+from references import run_forked
 
 # --- settings ------------------------------------------------------------------------------
 
@@ -88,10 +83,6 @@ OPERAND_OK = ["same", "same", "same", "float64", "float32", "float16", "int64", 
 OPERAND_BAD = ["complex128", "complex64", "object"]
 X_BAD = ["float16", "int64", "int32", "uint8", "bool", "complex128", "complex64", "object", "swapped"]
 OUT_BAD = ["float16", "int64", "bool", "complex128", "object", "swapped", "other_float"]
-
-# Limits of a forked child's address space: nothing the fuzz does may take the machine's memory.
-CHILD_ADDRESS_SPACE = 6 << 30
-CHILD_TIMEOUT = 120.0
 
 
 def resolve_dtype(name, x_dtype):
@@ -973,65 +964,6 @@ def execute(case):
     for name in case.arg_names:
         assert name in message, "the message does not name %s: %r" % (name, message)
     return type(outcome).__name__
-
-
-def run_forked(fn, *, timeout=CHILD_TIMEOUT, address_space=CHILD_ADDRESS_SPACE):
-    """Runs fn() in a forked child; returns (outcome, stderr of the child). The outcome is
-    fn's return value, or raises AssertionError for a failed check, a crash or a timeout."""
-    r, w = os.pipe()
-    er, ew = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        try:
-            os.close(r)
-            os.close(er)
-            os.dup2(ew, 2)
-            if address_space:
-                resource.setrlimit(resource.RLIMIT_AS, (address_space, resource.RLIM_INFINITY))
-            try:
-                payload = ("ok", fn())
-            except AssertionError as e:
-                payload = ("fail", str(e))
-            except BaseException as e:  # noqa: B902 - reported to the parent
-                payload = ("error", "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()))
-            os.write(w, pickle.dumps(payload))
-        finally:
-            os._exit(0)
-    os.close(w)
-    os.close(ew)
-    chunks = {r: [], er: []}
-    open_fds = [r, er]
-    deadline = time.monotonic() + timeout
-    timed_out = False
-    while open_fds:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        ready, _, _ = select.select(open_fds, [], [], left)
-        for fd in ready:
-            data = os.read(fd, 1 << 16)
-            if data:
-                chunks[fd].append(data)
-            else:
-                open_fds.remove(fd)
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    os.close(r)
-    os.close(er)
-    stderr = b"".join(chunks[er]).decode(errors="replace")[-3000:]
-    if timed_out:
-        raise AssertionError("the call did not finish within %.0f s\nstderr: %s" % (timeout, stderr))
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        raise AssertionError("the process died of %s\nstderr: %s" % (signal.Signals(sig).name, stderr))
-    if os.WEXITSTATUS(status) != 0 or not chunks[r]:
-        raise AssertionError("the child exited with status %d\nstderr: %s" % (os.WEXITSTATUS(status), stderr))
-    kind, value = pickle.loads(b"".join(chunks[r]))
-    if kind != "ok":
-        raise AssertionError("%s\nstderr: %s" % (value, stderr))
-    return value, stderr
 
 
 # --- the tests -----------------------------------------------------------------------------
