@@ -218,11 +218,9 @@ public func mixturePass<T: KernelScalar>(
     scatter: Array(UnsafeBufferPointer(start: total + 1 + k + k * d, count: scatterCount)))
   if syrkScatter {
     let matrices = scatter == .full ? k : 1
-    for j in 0..<matrices {
-      let base = j * d * d
-      for r in 0..<d {
-        for c in (r + 1)..<max(d, r + 1) { result.scatter[base + r * d + c] = result.scatter[base + c * d + r] }
-      }
+    result.scatter.withUnsafeMutableBufferPointer { s in
+      guard let base = s.baseAddress else { return }  // d = 0
+      for j in 0..<matrices { mirrorLower(base + j * d * d, ld: d, d) }
     }
   }
   return result

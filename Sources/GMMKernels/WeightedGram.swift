@@ -154,6 +154,14 @@ func addLower<T: KernelScalar>(
   }
 }
 
+/// Copies the lower triangle of the d × d row-major matrix at `p` (leading dimension `ld`)
+/// into its upper triangle.
+func mirrorLower(_ p: UnsafeMutablePointer<Double>, ld: Int, _ d: Int) {
+  for i in 0..<d {
+    for j in (i + 1)..<max(d, i + 1) { p[i * ld + j] = p[j * ld + i] }
+  }
+}
+
 /// Writes the symmetric matrix whose lower triangle is `acc` (d × d, row-major) into `out`.
 func storeSymmetric<T: KernelScalar>(_ acc: UnsafePointer<Double>, _ d: Int, into out: StridedMatrix<T>) {
   for i in 0..<d {

@@ -108,9 +108,7 @@ public func weightedGramMany<T: KernelScalar>(
       addLower(other[j].pointer, ldg: other[j].ld, into: first.pointer, ld: first.ld, d)
     }
     if direct {
-      for i in 0..<d {
-        for c in (i + 1)..<max(d, i + 1) { first.pointer[i * first.ld + c] = first.pointer[c * first.ld + i] }
-      }
+      mirrorLower(first.pointer, ld: first.ld, d)
     } else {
       storeSymmetric(first.pointer, d, into: out[j])
     }
