@@ -143,6 +143,11 @@ protocol GuardedStorage {
 extension TestMatrix: GuardedStorage {}
 extension TestVector: GuardedStorage {}
 
+/// `[(name, a)]`, or nothing when the optional array `a` is absent: for `guardedCall`'s lists.
+func named(_ name: String, _ a: (any GuardedStorage)?) -> [(String, any GuardedStorage)] {
+  a.map { [(name, $0)] } ?? []
+}
+
 /// Runs `call` and fails the test if it throws, if one of `inputs` changed, or if it wrote
 /// outside the view of one of `outputs` (each named in the message). Returns whether the
 /// call returned.

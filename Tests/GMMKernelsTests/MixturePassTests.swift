@@ -136,7 +136,6 @@ func runMixture<T: KernelScalar>(
     precisions = .diagonal(StridedMatrix(base: v.view.base, rows: k, cols: d, rowStride: v.view.stride, colStride: 0))
   }
   defer { withExtendedLifetime((x, w, logNorm, means, resp, scores, matrixStorage, vectorStorage)) {} }
-  func named(_ name: String, _ a: (any GuardedStorage)?) -> [(String, any GuardedStorage)] { a.map { [(name, $0)] } ?? [] }
   let inputs = named("X", x) + named("sample weights", w) + named("log_norm", logNorm) + named("means", means)
     + named("precisions", matrixStorage) + named("precisions", vectorStorage)
   var stats: MixtureStatistics?

@@ -40,7 +40,7 @@ func runQuadformMany<T: KernelScalar>(
   defer { withExtendedLifetime((x, qs, centers, out)) {} }
   var views = qs.rowBlocks(k)
   if c.shareFirstMatrix { views = views.map { _ in views[0] } }
-  let inputs: [(String, any GuardedStorage)] = [("X", x), ("Qs", qs)] + (centers.map { [("centers", $0)] } ?? [])
+  let inputs: [(String, any GuardedStorage)] = [("X", x), ("Qs", qs)] + named("centers", centers)
   let returned = guardedCall(
     "\(T.self) \(c.description)", inputs: inputs, outputs: [("out", out)], file: file, line: line
   ) { try quadformMany(x.view, views, centers: centers?.view, out: out.view, options: options) }

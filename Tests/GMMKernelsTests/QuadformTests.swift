@@ -37,7 +37,7 @@ func runQuadform<T: KernelScalar>(
   let center = c.center.map { TestVector<T>(layout: c.centerLayout, values: $0) }
   let out = TestVector<T>(count: c.n, layout: c.outLayout)
   defer { withExtendedLifetime((x, q, center, out)) {} }
-  let inputs: [(String, any GuardedStorage)] = [("X", x), ("Q", q)] + (center.map { [("center", $0)] } ?? [])
+  let inputs: [(String, any GuardedStorage)] = [("X", x), ("Q", q)] + named("center", center)
   let returned = guardedCall(
     "\(T.self) \(c.description)", inputs: inputs, outputs: [("out", out)], file: file, line: line
   ) { try quadform(x.view, q.view, center: center?.view, out: out.view, options: options) }

@@ -37,7 +37,7 @@ func runGramMany<T: KernelScalar>(
   let out = TestMatrix<T>(rows: k * d, cols: d, layout: c.outLayout)
   defer { withExtendedLifetime((x, r, centers, out)) {} }
   let context = "\(T.self) \(c.description)"
-  let inputs: [(String, any GuardedStorage)] = [("X", x), ("R", r)] + (centers.map { [("centers", $0)] } ?? [])
+  let inputs: [(String, any GuardedStorage)] = [("X", x), ("R", r)] + named("centers", centers)
   let returned = guardedCall(context, inputs: inputs, outputs: [("out", out)], file: file, line: line) {
     try weightedGramMany(x.view, r.view, centers: centers?.view, out: out.rowBlocks(k), options: options)
   }

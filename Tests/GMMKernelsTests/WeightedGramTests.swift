@@ -42,8 +42,7 @@ func runGram<T: KernelScalar>(
   let out = TestMatrix<T>(rows: c.d, cols: c.d, layout: c.outLayout)
   defer { withExtendedLifetime((x, w, center, out)) {} }
   let context = "\(T.self) \(c.description)"
-  let inputs: [(String, any GuardedStorage)] =
-    [("X", x)] + (w.map { [("w", $0)] } ?? []) + (center.map { [("center", $0)] } ?? [])
+  let inputs: [(String, any GuardedStorage)] = [("X", x)] + named("w", w) + named("center", center)
   let returned = guardedCall(context, inputs: inputs, outputs: [("out", out)], file: file, line: line) {
     try weightedGram(x.view, weights: w?.view, center: center?.view, out: out.view, options: options)
   }
