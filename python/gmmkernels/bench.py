@@ -133,12 +133,10 @@ def necessary_flops(n, d):
     return float(n) * d * d
 
 
-def kernel_flops(kernel, n, d, w):
+def kernel_flops(kernel, n, d, nonzero):
     """The flops `kernel` needs at best on n rows: n·d², or for weighted_gram, rows of
-    zero weight left out, nnz(w)·d²."""
-    if kernel == "weighted_gram":
-        return necessary_flops(int(np.count_nonzero(w)), d)
-    return necessary_flops(n, d)
+    zero weight left out, nnz(w)·d² (`nonzero` = nnz(w))."""
+    return necessary_flops(nonzero if kernel == "weighted_gram" else n, d)
 
 
 def naive_temporary_bytes(kernel, n, d, itemsize):
@@ -301,8 +299,9 @@ def run(args):
                  "dgemm_gflops": rates.get("float64"), "sgemm_gflops": rates.get("float32")},
         "flops_definition": "necessary flops = n*d^2 for quadform (one triangle of Q), nnz(w)*d^2 for "
                             "weighted_gram (SYRK on rows of nonzero weight); gflops = necessary flops / "
-                            "seconds / 1e9; percent_of_gemm = share of the limit (necessary flops at the "
-                            "dgemm rate for float64, sgemm for float32)",
+                            "seconds / 1e9; percent_of_gemm = share of the limit: median over the calls of "
+                            "(necessary flops at the rate of the GEMM of X's precision timed just before "
+                            "the call) / (the call's seconds), as paired_gemm_gflops and paired_seconds",
         "results": records,
     }
     definitions = {suite: text for suite, text in SUITE_DEFINITIONS.items()
@@ -397,10 +396,11 @@ def run_dtype(args, kernels, dtype, ns, d, rate, ram, dask_ok):
             X, w = X_all[:n], w_all[:n]
             print()
             print("%s  n=%s  d=%d" % (dtype.name, f"{n:,}", d))
-            necessary = {kernel: kernel_flops(kernel, n, d, w) for kernel in kernels}
+            nonzero = int(np.count_nonzero(w))
+            necessary = {kernel: kernel_flops(kernel, n, d, nonzero) for kernel in kernels}
             for kernel, flops in necessary.items():
                 work = ("n*d^2" if kernel == "quadform" else
-                        "nnz(w)*d^2, %s of %s weights nonzero" % (f"{np.count_nonzero(w):,}", f"{n:,}"))
+                        "nnz(w)*d^2, %s of %s weights nonzero" % (f"{nonzero:,}", f"{n:,}"))
                 print("limit %-14s %s = %.1f GFLOP at the %s rate of the run's start (%.1f GFLOP/s) = %s"
                       % (kernel + ":", work, flops / 1e9, gemm_name, rate, fmt_seconds(flops / (rate * 1e9))))
             print(TABLE_HEADER % ("kernel", "method", "seconds", "GFLOP/s", "% limit",
