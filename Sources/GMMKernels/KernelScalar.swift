@@ -20,9 +20,11 @@ public protocol KernelScalar: BinaryFloatingPoint, Sendable {
     trans: Bool, n: Int, k: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
 
-  /// `B = B · Lᵀ` in place, row-major, for B (m × n) and L (n × n) lower triangular.
-  static func _trmmRightByTransposeOfLower(
-    m: Int, n: Int, l: UnsafePointer<Self>, ldl: Int, b: UnsafeMutablePointer<Self>, ldb: Int)
+  /// `B = alpha · B · op(A)` in place, row-major, for B (m × n) and A (n × n) triangular
+  /// (its `lower` or upper triangle is read); `op(A)` is `A` or `Aᵀ`.
+  static func _trmmRight(
+    lower: Bool, trans: Bool, m: Int, n: Int, alpha: Self, a: UnsafePointer<Self>, lda: Int,
+    b: UnsafeMutablePointer<Self>, ldb: Int)
 }
 
 @inline(__always)
@@ -56,12 +58,13 @@ extension Double: KernelScalar {
 }
 
 extension Double {
-  public static func _trmmRightByTransposeOfLower(
-    m: Int, n: Int, l: UnsafePointer<Double>, ldl: Int, b: UnsafeMutablePointer<Double>, ldb: Int
+  public static func _trmmRight(
+    lower: Bool, trans: Bool, m: Int, n: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int,
+    b: UnsafeMutablePointer<Double>, ldb: Int
   ) {
     cblas_dtrmm(
-      CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, blasint(m), blasint(n),
-      1, l, ld(ldl), b, ld(ldb))
+      CblasRowMajor, CblasRight, lower ? CblasLower : CblasUpper, cblasTrans(trans), CblasNonUnit,
+      blasint(m), blasint(n), alpha, a, ld(lda), b, ld(ldb))
   }
 
   /// `y += alpha * x` over `n` contiguous elements.
@@ -91,11 +94,12 @@ extension Float: KernelScalar {
       alpha, a, ld(lda), beta, c, ld(ldc))
   }
 
-  public static func _trmmRightByTransposeOfLower(
-    m: Int, n: Int, l: UnsafePointer<Float>, ldl: Int, b: UnsafeMutablePointer<Float>, ldb: Int
+  public static func _trmmRight(
+    lower: Bool, trans: Bool, m: Int, n: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafeMutablePointer<Float>, ldb: Int
   ) {
     cblas_strmm(
-      CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, blasint(m), blasint(n),
-      1, l, ld(ldl), b, ld(ldb))
+      CblasRowMajor, CblasRight, lower ? CblasLower : CblasUpper, cblasTrans(trans), CblasNonUnit,
+      blasint(m), blasint(n), alpha, a, ld(lda), b, ld(ldb))
   }
 }

@@ -43,6 +43,34 @@ public struct MixtureStatistics {
   public var scatter: [Double]
 }
 
+/// The number of Doubles of a pass's statistics laid out as [log-likelihood, N (K), S1 (K × d),
+/// S2 (as `scatter` asks)], saturating at `Int.max`.
+public func mixtureStatisticsCount(components k: Int, features d: Int, scatter: MixtureScatter) -> Int {
+  let second: Int
+  switch scatter {
+  case .full: second = bytes(k, d, d)
+  case .tied: second = bytes(d, d)
+  case .diagonal: second = bytes(k, d)
+  case .none: second = 0
+  }
+  return total(1, k, bytes(k, d), second)
+}
+
+/// Runs `pass` on a buffer of `mixtureStatisticsCount` Doubles and splits it up.
+func collectStatistics(
+  components k: Int, features d: Int, scatter: MixtureScatter,
+  _ pass: (UnsafeMutablePointer<Double>) throws(KernelError) -> Void
+) throws(KernelError) -> MixtureStatistics {
+  let count = mixtureStatisticsCount(components: k, features: d, scatter: scatter)
+  try probeAllocation(bytes(count, MemoryLayout<Double>.stride))
+  let buffer = try Accumulator(count: count)
+  try pass(buffer.pointer)
+  let p = UnsafeBufferPointer(start: buffer.pointer, count: count)
+  return MixtureStatistics(
+    logLikelihood: p[0], counts: Array(p[1..<(1 + k)]), firstMoments: Array(p[(1 + k)..<(1 + k + k * d)]),
+    scatter: Array(p[(1 + k + k * d)...]))
+}
+
 /// The fused E/M pass over `x` (n × d) for a K-component mixture.
 ///
 /// - Parameters:
@@ -56,14 +84,36 @@ public struct MixtureStatistics {
 ///   - responsibilities: n × K output for r_ik (without sample weights), or `nil`.
 ///   - scores: n output for log Σ_k exp(logp_ik), or `nil`.
 /// - Returns: the statistics (weighted by `sampleWeights`).
-@_specialize(exported: true, where T == Float)
-@_specialize(exported: true, where T == Double)
 public func mixturePass<T: KernelScalar>(
   _ x: StridedMatrix<T>, sampleWeights: StridedVector<T>? = nil, logNorm: StridedVector<T>,
   means: StridedMatrix<T>, precisions: MixturePrecisions<T>, scatter: MixtureScatter,
   responsibilities: StridedMatrix<T>? = nil, scores: StridedVector<T>? = nil,
   options: KernelOptions = KernelOptions()
 ) throws(KernelError) -> MixtureStatistics {
+  try checkMixtureArguments(
+    x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: precisions,
+    responsibilities: responsibilities, scores: scores)
+  return try collectStatistics(components: logNorm.count, features: x.cols, scatter: scatter) {
+    (statistics) throws(KernelError) in
+    try mixturePass(
+      x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: precisions,
+      scatter: scatter, responsibilities: responsibilities, scores: scores, into: statistics,
+      options: options)
+  }
+}
+
+/// The fused E/M pass, writing its statistics into `statistics`: the
+/// `mixtureStatisticsCount` Doubles [log-likelihood, N, S1, S2] (triangles mirrored). With
+/// full or tied scatter at widths where each worker's own d × d sums do not fit the memory
+/// limit, S2 is accumulated here directly, with threaded BLAS.
+@_specialize(exported: true, where T == Float)
+@_specialize(exported: true, where T == Double)
+public func mixturePass<T: KernelScalar>(
+  _ x: StridedMatrix<T>, sampleWeights: StridedVector<T>? = nil, logNorm: StridedVector<T>,
+  means: StridedMatrix<T>, precisions: MixturePrecisions<T>, scatter: MixtureScatter,
+  responsibilities: StridedMatrix<T>? = nil, scores: StridedVector<T>? = nil,
+  into statistics: UnsafeMutablePointer<Double>, options: KernelOptions = KernelOptions()
+) throws(KernelError) {
   try checkMixtureArguments(
     x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: precisions,
     responsibilities: responsibilities, scores: scores)
@@ -74,59 +124,76 @@ public func mixturePass<T: KernelScalar>(
   let k = logNorm.count
 
   if case .matrices(let qs) = precisions, d > 0, d <= liftedMaxFeatures, scatter != .diagonal {
-    return try liftedMixturePass(
+    try liftedMixturePass(
       x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: qs,
-      scatter: scatter, responsibilities: responsibilities, scores: scores, options: options)
+      scatter: scatter, responsibilities: responsibilities, scores: scores, into: statistics,
+      options: options)
+    return
   }
 
   let e = MemoryLayout<T>.stride
   let dbl = MemoryLayout<Double>.stride
-  let scatterCount: Int
-  switch scatter {
-  case .full: scatterCount = bytes(k, d, d)
-  case .tied: scatterCount = bytes(d, d)
-  case .diagonal: scatterCount = bytes(k, d)
-  case .none: scatterCount = 0
-  }
+  let statsCount = mixtureStatisticsCount(components: k, features: d, scatter: scatter)
   let syrkScatter = scatter == .full || scatter == .tied
+  let gramCount = syrkScatter ? statsCount - (1 + k + k * d) : 0
   // Float SYRK blocks go through a Float product before the Double accumulator.
   let blockProduct = syrkScatter && T.self != Double.self ? bytes(d, d, e) : 0
-  var formBytes = 0
-  var forms: QuadraticForms<T>? = nil
+  var form = (shared: 0, perWorker: 0, perRow: 0)
+  var layout: QuadraticForms<T>.Layout? = nil
   if case .matrices(let qs) = precisions {
-    formBytes = QuadraticForms.workspaceBytes(qs, d: d, memoryLimit: options.memoryLimit)
-    forms = try QuadraticForms(qs, d: d, memoryLimit: options.memoryLimit)
+    let l = QuadraticForms.Layout(qs, d: d, memoryLimit: options.memoryLimit)
+    form = (l.shared, l.perWorker, l.perRow)
+    layout = l
   }
-  let needs = WorkspaceNeeds(
-    shared: total(formBytes, bytes(k, d, e)),
-    perWorker: total(bytes(total(1, k, bytes(k, d), scatterCount), dbl), blockProduct),
-    // centred rows, the triangle product, log-densities, one row's sums, active row indices
-    perRow: total(bytes(2, d, e), bytes(k, dbl), dbl, MemoryLayout<Int>.stride),
-    preferredBlockRows: mixtureBlockRows)
-  let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
+  let diagonalPrecisions = layout == nil ? bytes(d, e) : 0
+  // centred rows, the triangle product, log-densities, one row's sums, active row indices
+  let perRow = total(bytes(d, e), form.perRow, bytes(k, dbl), dbl, MemoryLayout<Int>.stride)
+  let parallel = WorkspaceNeeds(
+    shared: total(form.shared, bytes(k, d, e)),
+    perWorker: total(bytes(statsCount, dbl), blockProduct, form.perWorker, diagonalPrecisions),
+    perRow: perRow, preferredBlockRows: mixtureBlockRows)
+  // The sequential policy: each worker sums all but S2, which goes straight into `statistics`.
+  var sink: GramSink<T>? = nil
+  let plan: RowBlockPlan
+  if let p = RowBlockPlan.allWorkers(rows: max(n, 1), needs: parallel, options: options) {
+    plan = p
+  } else {
+    let second = statistics + (1 + k + k * d)
+    let destinations = (0..<(scatter == .full ? k : 1)).map { GramDestination<T>.double(second + $0 * d * d, ld: d) }
+    let needs = WorkspaceNeeds(
+      shared: total(form.shared, bytes(k, d, e), GramSink.workspaceBytes(destinations, d: d)),
+      perWorker: total(bytes(statsCount - gramCount, dbl), form.perWorker, diagonalPrecisions),
+      perRow: perRow, preferredBlockRows: mixtureBlockRows)
+    plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options, maxWorkers: 1)
+    if syrkScatter { sink = try GramSink(destinations, d: d) }
+  }
+  // What each worker sums itself: everything, or all but S2 when a sink takes it.
+  let ownCount = sink == nil ? statsCount : statsCount - gramCount
 
+  var forms: QuadraticForms<T>? = nil
+  if case .matrices(let qs) = precisions { forms = try QuadraticForms(qs, layout: layout!) }
   let meanRows = try (0..<k).map { (j: Int) throws(KernelError) in try packVector(means.row(j))! }
   let perRowOutputs = responsibilities != nil || scores != nil
   let b = plan.blockRows
   var stats: [Accumulator] = []
   var centred: [Workspace<T>] = []
-  var products: [Workspace<T>] = []
+  var scratch: [QuadraticForms<T>.Scratch] = []
+  var lambdas: [Workspace<T>] = []
   var logp: [Accumulator] = []
   var sums: [Accumulator] = []
   var active: [UnsafeMutablePointer<Int>] = []
   var gramProducts: [Workspace<T>] = []
   defer { for a in active { a.deallocate() } }
-  let statsCount = 1 + k + k * d + scatterCount
   for _ in 0..<plan.workers {
-    let s = try Accumulator(count: statsCount)
+    let s = try Accumulator(count: ownCount)
     s.zero()
     stats.append(s)
     centred.append(try Workspace<T>(count: b * d))
-    products.append(try Workspace<T>(count: b * d))
+    if let forms { scratch.append(try forms.scratch(rows: b)) } else { lambdas.append(try Workspace<T>(count: d)) }
     logp.append(try Accumulator(count: b * k))
     sums.append(try Accumulator(count: b))
     active.append(UnsafeMutablePointer<Int>.allocate(capacity: b))
-    if blockProduct > 0 { gramProducts.append(try Workspace<T>(count: d * d)) }
+    if blockProduct > 0 && sink == nil { gramProducts.append(try Workspace<T>(count: d * d)) }
   }
 
   try plan.run(rows: n, options: options, reproducible: true) { w, rows in
@@ -144,10 +211,10 @@ public func mixturePass<T: KernelScalar>(
       switch precisions {
       case .matrices:
         forms!.evaluate(
-          j, BLASOperand(pointer: UnsafePointer(z), rowMajor: true, ld: d), rows: m,
-          y: products[w].pointer, into: acc)
+          j, BLASOperand(pointer: UnsafePointer(z), rowMajor: true, ld: d), rows: m, scratch: scratch[w],
+          into: acc)
       case .diagonal(let p):
-        let lam = products[w].pointer
+        let lam = lambdas[w].pointer
         for c in 0..<d { lam[c] = p[j, c] }
         for t in 0..<m {
           let zt = z + t * d
@@ -196,34 +263,32 @@ public func mixturePass<T: KernelScalar>(
           }
         }
       }
-      if syrkScatter && top > 0 {
-        let target = scatter == .full ? second + j * d * d : second
-        if blockProduct > 0 {
-          let g = gramProducts[w].pointer
-          T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 0, c: g, ldc: d)
-          addLower(g, into: target, d)
-        } else {
-          let g = UnsafeMutableRawPointer(target).assumingMemoryBound(to: T.self)
-          T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 1, c: g, ldc: d)
-        }
+      guard syrkScatter && top > 0 else { continue }
+      if let sink {
+        sink.add(scatter == .full ? j : 0, BLASOperand(pointer: UnsafePointer(z), rowMajor: true, ld: d), rows: top, alpha: 1)
+        continue
+      }
+      let target = scatter == .full ? second + j * d * d : second
+      if blockProduct > 0 {
+        let g = gramProducts[w].pointer
+        T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 0, c: g, ldc: d)
+        addLower(g, into: target, d)
+      } else {
+        let g = UnsafeMutableRawPointer(target).assumingMemoryBound(to: T.self)
+        T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: 1, c: g, ldc: d)
       }
     }
   }
 
   // Sum the workers' statistics and mirror the lower triangles.
-  let total = sumOfWorkers(stats, count: statsCount)
-  var result = MixtureStatistics(
-    logLikelihood: total[0], counts: Array(UnsafeBufferPointer(start: total + 1, count: k)),
-    firstMoments: Array(UnsafeBufferPointer(start: total + 1 + k, count: k * d)),
-    scatter: Array(UnsafeBufferPointer(start: total + 1 + k + k * d, count: scatterCount)))
-  if syrkScatter {
-    let matrices = scatter == .full ? k : 1
-    result.scatter.withUnsafeMutableBufferPointer { s in
-      guard let base = s.baseAddress else { return }  // d = 0
-      for j in 0..<matrices { mirrorLower(base + j * d * d, ld: d, d) }
-    }
+  let summed = sumOfWorkers(stats, count: ownCount)
+  statistics.update(from: summed, count: ownCount)
+  if let sink {
+    sink.finish()
+  } else if syrkScatter {
+    let second = statistics + (1 + k + k * d)
+    for j in 0..<(scatter == .full ? k : 1) { mirrorLower(second + j * d * d, ld: d, d) }
   }
-  return result
 }
 
 // The lifted pass, for full and tied mixtures of few features (d ≤ `liftedMaxFeatures`).
@@ -243,8 +308,9 @@ public func mixturePass<T: KernelScalar>(
 func liftedMixturePass<T: KernelScalar>(
   _ x: StridedMatrix<T>, sampleWeights: StridedVector<T>?, logNorm: StridedVector<T>,
   means: StridedMatrix<T>, precisions: [StridedMatrix<T>], scatter: MixtureScatter,
-  responsibilities: StridedMatrix<T>?, scores: StridedVector<T>?, options: KernelOptions
-) throws(KernelError) -> MixtureStatistics {
+  responsibilities: StridedMatrix<T>?, scores: StridedVector<T>?,
+  into statistics: UnsafeMutablePointer<Double>, options: KernelOptions
+) throws(KernelError) {
   let n = x.rows
   let d = x.cols
   let k = logNorm.count
@@ -373,30 +439,31 @@ func liftedMixturePass<T: KernelScalar>(
   }
 
   let sum = sumOfWorkers(stats, count: statsCount)
-  var result = MixtureStatistics(
-    logLikelihood: sum[0], counts: Array(UnsafeBufferPointer(start: sum + 1, count: k)),
-    firstMoments: Array(repeating: 0, count: k * d), scatter: [])
-  guard wantStats else { return result }
+  // [log-likelihood, N] as summed; S1 and S2 re-centred at the means.
+  statistics.update(from: sum, count: 1 + k)
+  let firstOut = statistics + 1 + k
+  let secondOut = firstOut + k * d
+  firstOut.update(repeating: 0, count: k * d)
+  guard wantStats else { return }
   let matrices = scatter == .full ? k : 1
-  result.scatter = Array(repeating: 0, count: matrices * d * d)
+  secondOut.update(repeating: 0, count: matrices * d * d)
   for j in 0..<k {
     let nk = sum[1 + j]
     let s1 = sum + 1 + k + j * d
     let s2 = sum + 1 + k + k * d + j * lifted
     let dj = delta.pointer + j * d
-    for c in 0..<d { result.firstMoments[j * d + c] = s1[c] - nk * dj[c] }
-    let base = scatter == .full ? j * d * d : 0
+    for c in 0..<d { firstOut[j * d + c] = s1[c] - nk * dj[c] }
+    let base = secondOut + (scatter == .full ? j * d * d : 0)
     var p = 0
     for a in 0..<d {
       for c in a..<d {
         let v = s2[p] - dj[a] * s1[c] - s1[a] * dj[c] + nk * dj[a] * dj[c]
-        result.scatter[base + a * d + c] += v
-        if c != a { result.scatter[base + c * d + a] += v }
+        base[a * d + c] += v
+        if c != a { base[c * d + a] += v }
         p += 1
       }
     }
   }
-  return result
 }
 
 /// Throws `KernelError.invalidArgument` unless the arguments of `mixturePass` fit together.

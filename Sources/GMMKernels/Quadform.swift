@@ -10,19 +10,20 @@
 //   GEMM rate on the triangle, and 1.5% faster from this layout than from U itself
 //   (quadform in float64, n=200000, d=900, 22 calls alternated with the other; the same in
 //   float32).
-// - Recursive panels, when U does not fit the memory limit: S is used in place (when it is
-//   exactly symmetric). Split the columns into panels I of width p; panel I adds
-//   2·X[:, I] S[I, I+1:] to Y[:, I+1:] in one GEMM (alpha = 2, inner dimension p) and its
-//   diagonal block S_II by the same split, recursively, down to leaves of width `leaf` done
-//   as full GEMMs: n·d²·(1 + leaf/d) flops in all. Once panel I is done, Y[:, I] is final
-//   and still in cache, so it is reduced into q right away.
+// - Column strips, when the triangles do not fit half the memory limit (any width): for
+//   each panel J of columns, Y[:, J] = X[:, J] U_JJ (TRMM on a copy, the panel × panel
+//   triangle formed from Q) + X[:, :j0] · 2·S[:j0, J] (one GEMM of inner dimension j0,
+//   reading an exactly symmetric Q in place; for any other Q the strip 2·S = Q + Qᵀ is
+//   formed a chunk of rows at a time). Y[:, J] is reduced into q at once, so a worker holds
+//   one panel of Y, and nothing d² is ever copied: the GEMMs of the tall strips run at the
+//   machine's GEMM rate whatever d is.
 
 /// Writes `out[i] = (x_i − c)ᵀ Q (x_i − c)` for the n rows `x_i` of `x` (n × d).
 ///
 /// - Parameters:
 ///   - x: n × d data, any strides.
-///   - q: d × d; only its symmetric part matters. Used in place when it is exactly
-///     symmetric and BLAS can read it; otherwise a symmetrised copy takes d² of workspace.
+///   - q: d × d; only its symmetric part matters. Read where it lies (see the top of this
+///     file); d² of workspace only when the triangle fits half the memory limit.
 ///   - center: d values subtracted from every row before the product; `nil` for zero.
 ///   - out: n values; must not overlap the inputs.
 /// - Throws: `KernelError.invalidArgument` for shapes that do not fit; `.outOfMemory`;
@@ -56,130 +57,190 @@ public func quadform<T: KernelScalar>(
 
 /// The K quadratic forms x ↦ xᵀ Q_k x, prepared for row blocks (see the top of this file):
 /// by TRMM when the K triangles (stored as L_k = U_kᵀ) fit in half the memory limit, else
-/// by recursive panels on the symmetric parts in place (or copied, for the Q_k that are not
-/// exactly symmetric or that BLAS cannot read).
+/// by column strips read from the Q_k where they lie.
 struct QuadraticForms<T: KernelScalar> {
-  let d: Int
-  /// L_k = U_kᵀ, k · d · d row-major, or nil for the panel method.
-  private let triangles: Workspace<T>?
-  private let operands: [BLASOperand<T>]
-  private let copies: [Workspace<T>]
+  /// How the forms are applied, decided before any workspace is taken.
+  struct Layout {
+    let d: Int
+    let count: Int
+    /// Whether the K triangles are formed once (TRMM); else strips.
+    let triangles: Bool
+    /// Strips: Q_k as BLAS reads it when it is exactly symmetric, else nil (its strips of
+    /// 2·S_k are then formed from Q_k and Q_kᵀ block by block).
+    let inPlace: [BLASOperand<T>?]
+    /// Columns of the block product Y per row: d for TRMM, one panel for strips.
+    let width: Int
+    /// Rows of a strip formed at a time (0 when every Q_k is used in place).
+    let stripRows: Int
 
-  /// Bytes of workspace `init` allocates for `qs` under `memoryLimit`.
-  static func workspaceBytes(_ qs: [StridedMatrix<T>], d: Int, memoryLimit: Int) -> Int {
-    let e = MemoryLayout<T>.stride
-    let triangles = bytes(qs.count, d, d, e)
-    if triangles <= memoryLimit / 2 { return triangles }
-    return bytes(qs.filter { $0.blasOperand == nil || !isSymmetric($0) }.count, d, d, e)
-  }
-
-  init(_ qs: [StridedMatrix<T>], d: Int, memoryLimit: Int) throws(KernelError) {
-    self.d = d
-    let e = MemoryLayout<T>.stride
-    if bytes(qs.count, d, d, e) <= memoryLimit / 2 {
-      let l = try Workspace<T>(count: qs.count * d * d)
-      for (k, q) in qs.enumerated() {
-        // Row j of L_k is column j of U_k.
-        let lk = l.pointer + k * d * d
-        for j in 0..<d {
-          let row = lk + j * d
-          for i in 0..<j { row[i] = q[i, j] + q[j, i] }
-          row[j] = q[j, j]
-          for i in (j + 1)..<max(d, j + 1) { row[i] = 0 }
-        }
+    init(_ qs: [StridedMatrix<T>], d: Int, memoryLimit: Int) {
+      let e = MemoryLayout<T>.stride
+      self.d = d
+      count = qs.count
+      triangles = bytes(qs.count, d, d, e) <= memoryLimit / 2
+      if triangles {
+        inPlace = []
+        width = d
+        stripRows = 0
+        return
       }
-      triangles = l
-      operands = []
-      copies = []
-    } else {
-      triangles = nil
-      (operands, copies) = try symmetricOperands(qs, inPlace: qs.map { $0.blasOperand != nil && isSymmetric($0) })
+      inPlace = qs.map { q in q.blasOperand.flatMap { isSymmetric(q) ? $0 : nil } }
+      var p = max(1, min(quadformPanelWidth, d))
+      guard inPlace.contains(where: { $0 == nil }) else {
+        width = p
+        stripRows = 0
+        return
+      }
+      // A worker's strip takes at most an eighth of the limit: narrower panels and shorter
+      // strips when it is small, so that a call fails only when one row cannot fit.
+      while p > 8 && bytes(p, p, e) > memoryLimit / 8 { p /= 2 }
+      width = p
+      stripRows = max(p, min(quadformStripRows, d, memoryLimit / 8 / max(1, bytes(p, e))))
     }
+
+    /// Workspace allocated once per call.
+    var shared: Int { triangles ? bytes(count, d, d, MemoryLayout<T>.stride) : 0 }
+    /// Workspace per worker: a strip (which also holds a diagonal block).
+    var perWorker: Int { bytes(stripRows, width, MemoryLayout<T>.stride) }
+    /// Workspace per row of a worker's block: its row of Y.
+    var perRow: Int { bytes(width, MemoryLayout<T>.stride) }
   }
 
-  /// acc[i] = a_iᵀ Q_k a_i for the `rows` rows of `a` (rows × d), with `y` (rows × d) as
-  /// workspace for the block product.
-  @inline(__always)
-  func evaluate(
-    _ k: Int, _ a: BLASOperand<T>, rows m: Int, y: UnsafeMutablePointer<T>, into acc: UnsafeMutablePointer<Double>
-  ) {
-    guard let triangles else {
-      quadformBlock(a, operands[k], rows: m, cols: d, y: y, into: acc)
+  let layout: Layout
+  private let qs: [StridedMatrix<T>]
+  /// L_k = U_kᵀ, k · d · d row-major, or nil for the strip method.
+  private let triangles: Workspace<T>?
+  var d: Int { layout.d }
+
+  init(_ qs: [StridedMatrix<T>], layout: Layout) throws(KernelError) {
+    self.layout = layout
+    self.qs = qs
+    guard layout.triangles else {
+      triangles = nil
       return
     }
-    copyOperand(a, rows: m, cols: d, into: y)
-    T._trmmRightByTransposeOfLower(m: m, n: d, l: triangles.pointer + k * d * d, ldl: d, b: y, ldb: d)
+    let d = layout.d
+    let l = try Workspace<T>(count: qs.count * d * d)
+    for (k, q) in qs.enumerated() {
+      // Row j of L_k is column j of U_k.
+      let lk = l.pointer + k * d * d
+      for j in 0..<d {
+        let row = lk + j * d
+        for i in 0..<j { row[i] = q[i, j] + q[j, i] }
+        row[j] = q[j, j]
+        for i in (j + 1)..<max(d, j + 1) { row[i] = 0 }
+      }
+    }
+    triangles = l
+  }
+
+  /// A worker's workspace for blocks of up to `rows` rows.
+  final class Scratch {
+    /// The block product Y, rows × width.
+    let y: Workspace<T>
+    /// Strips: a chunk of a strip of 2·S, or a diagonal block L_JJ.
+    let strip: Workspace<T>?
+
+    init(_ layout: Layout, rows: Int) throws(KernelError) {
+      y = try Workspace<T>(count: rows * layout.width)
+      strip = layout.stripRows > 0 ? try Workspace<T>(count: layout.stripRows * layout.width) : nil
+    }
+  }
+
+  func scratch(rows: Int) throws(KernelError) -> Scratch { try Scratch(layout, rows: rows) }
+
+  /// acc[i] = a_iᵀ Q_k a_i for the `rows` rows of `a` (rows × d).
+  @inline(__always)
+  func evaluate(_ k: Int, _ a: BLASOperand<T>, rows m: Int, scratch: Scratch, into acc: UnsafeMutablePointer<Double>) {
+    let y = scratch.y.pointer
+    let d = layout.d
+    guard let triangles else {
+      acc.update(repeating: 0, count: m)
+      var j0 = 0
+      while j0 < d {
+        let j1 = min(j0 + layout.width, d)
+        stripProduct(k, a, rows: m, columns: j0..<j1, scratch: scratch)
+        accumulateRowDots(y, ldy: layout.width, a, rows: m, cols: j0..<j1, into: acc)
+        j0 = j1
+      }
+      return
+    }
+    copyOperand(a, rows: m, cols: 0..<d, into: y, ldy: d)
+    T._trmmRight(lower: true, trans: true, m: m, n: d, alpha: 1, a: triangles.pointer + k * d * d, lda: d, b: y, ldb: d)
     acc.update(repeating: 0, count: m)
     accumulateRowDots(y, ldy: d, a, rows: m, cols: 0..<d, into: acc)
   }
-}
 
-/// Copies the rows × cols operand `a` into `y`, row-major with leading dimension cols.
-@inline(__always)
-func copyOperand<T: KernelScalar>(_ a: BLASOperand<T>, rows m: Int, cols d: Int, into y: UnsafeMutablePointer<T>) {
-  if a.rowMajor {
-    for i in 0..<m { (y + i * d).update(from: a.pointer + i * a.ld, count: d) }
-  } else {
-    for j in 0..<d {
-      let column = a.pointer + j * a.ld
-      for i in 0..<m { y[i * d + j] = column[i] }
-    }
-  }
-}
-
-/// acc[i] = a_iᵀ S a_i for the `rows` rows of `a` (rows × cols), with `y` (rows × cols)
-/// as workspace for the block product.
-@inline(__always)
-func quadformBlock<T: KernelScalar>(
-  _ a: BLASOperand<T>, _ s: BLASOperand<T>, rows m: Int, cols d: Int,
-  y: UnsafeMutablePointer<T>, into acc: UnsafeMutablePointer<Double>
-) {
-  let product = TriangleProduct(a: a, s: s, y: y, rows: m, cols: d)
-  acc.update(repeating: 0, count: m)
-  var i0 = 0
-  while i0 < d {
-    let i1 = min(i0 + quadformPanelWidth, d)
-    product.addRight(of: i0..<i1, fresh: i0 == 0)
-    product.addDiagonal(i0..<i1, fresh: i0 == 0)
-    accumulateRowDots(y + i0, ldy: d, a, rows: m, cols: i0..<i1, into: acc)
-    i0 = i1
-  }
-}
-
-/// Y = A·U for one row block, built panel by panel (see the top of this file).
-struct TriangleProduct<T: KernelScalar> {
-  var a: BLASOperand<T>
-  var s: BLASOperand<T>
-  var y: UnsafeMutablePointer<T>
-  var rows: Int
-  var cols: Int
-
-  /// Y[:, J] (+)= 2 A[:, J'] S[J', J] for the columns J right of `panel` (J' = panel).
-  /// `fresh`: Y[:, J] holds nothing yet (beta = 0).
-  func addRight(of panel: Range<Int>, upTo end: Int? = nil, fresh: Bool) {
-    let j1 = end ?? cols
-    guard panel.upperBound < j1 else { return }
-    T._gemm(
-      transA: !a.rowMajor, transB: !s.rowMajor, m: rows, n: j1 - panel.upperBound, k: panel.count,
-      alpha: 2, a: a.offset(row: 0, col: panel.lowerBound), lda: a.ld,
-      b: s.offset(row: panel.lowerBound, col: panel.upperBound), ldb: s.ld,
-      beta: fresh ? 0 : 1, c: y + panel.upperBound, ldc: cols)
-  }
-
-  /// Y[:, I] (+)= A[:, I] U_II for the diagonal block I, split in halves down to leaves.
-  func addDiagonal(_ block: Range<Int>, fresh: Bool) {
-    if block.count <= quadformLeafWidth {
-      T._gemm(
-        transA: !a.rowMajor, transB: !s.rowMajor, m: rows, n: block.count, k: block.count,
-        alpha: 1, a: a.offset(row: 0, col: block.lowerBound), lda: a.ld,
-        b: s.offset(row: block.lowerBound, col: block.lowerBound), ldb: s.ld,
-        beta: fresh ? 0 : 1, c: y + block.lowerBound, ldc: cols)
+  /// Y[:, J] = A U_k[:, J] for the panel J = `columns` (into scratch.y, leading dimension
+  /// `width`): the diagonal block by TRMM on a copy of A[:, J], the rows above it by GEMMs
+  /// with 2·S_k[0..<j0, J], read in place or formed chunk by chunk.
+  @inline(__always)
+  private func stripProduct(
+    _ k: Int, _ a: BLASOperand<T>, rows m: Int, columns: Range<Int>, scratch: Scratch
+  ) {
+    let q = qs[k]
+    let j0 = columns.lowerBound
+    let w = columns.count
+    let p = layout.width
+    let y = scratch.y.pointer
+    copyOperand(a, rows: m, cols: columns, into: y, ldy: p)
+    if let s = layout.inPlace[k] {
+      // U_JJ = 2·triu(S_JJ) − diag(S_JJ): TRMM with alpha = 2 on S's own upper triangle
+      // (a view of the symmetric S in either storage order is S), then the diagonal once.
+      T._trmmRight(
+        lower: false, trans: false, m: m, n: w, alpha: 2, a: s.offset(row: j0, col: j0), lda: s.ld, b: y, ldb: p)
+      let diagonal = s.pointer + j0 * (s.ld + 1)
+      let colStep = a.rowMajor ? 1 : a.ld
+      for i in 0..<m {
+        let yi = y + i * p
+        let ai = a.offset(row: i, col: j0)
+        for c in 0..<w { yi[c] -= ai[c * colStep] * diagonal[c * (s.ld + 1)] }
+      }
+      if j0 > 0 {
+        T._gemm(
+          transA: !a.rowMajor, transB: !s.rowMajor, m: m, n: w, k: j0, alpha: 2,
+          a: a.pointer, lda: a.ld, b: s.offset(row: 0, col: j0), ldb: s.ld, beta: 1, c: y, ldc: p)
+      }
       return
     }
-    let mid = block.lowerBound + block.count / 2
-    addDiagonal(block.lowerBound..<mid, fresh: fresh)
-    addRight(of: block.lowerBound..<mid, upTo: block.upperBound, fresh: fresh)
-    addDiagonal(mid..<block.upperBound, fresh: false)
+    let strip = scratch.strip!.pointer
+    // Row b of L_JJ is column b of U_JJ (TRMM reads the lower triangle only).
+    for b in 0..<w {
+      let row = strip + b * w
+      for c in 0..<b { row[c] = q[j0 + c, j0 + b] + q[j0 + b, j0 + c] }
+      row[b] = q[j0 + b, j0 + b]
+    }
+    T._trmmRight(lower: true, trans: true, m: m, n: w, alpha: 1, a: strip, lda: w, b: y, ldb: p)
+    var r0 = 0
+    while r0 < j0 {
+      let r1 = min(r0 + layout.stripRows, j0)
+      // strip[r - r0, c] = 2·S[r, j0 + c]
+      for r in r0..<r1 {
+        let row = strip + (r - r0) * p
+        for c in 0..<w { row[c] = q[r, j0 + c] + q[j0 + c, r] }
+      }
+      T._gemm(
+        transA: !a.rowMajor, transB: false, m: m, n: w, k: r1 - r0, alpha: 1,
+        a: a.offset(row: 0, col: r0), lda: a.ld, b: strip, ldb: p, beta: 1, c: y, ldc: p)
+      r0 = r1
+    }
+  }
+}
+
+/// Copies columns `cols` of the rows × d operand `a` into `y` (row-major, leading
+/// dimension `ldy`).
+@inline(__always)
+func copyOperand<T: KernelScalar>(
+  _ a: BLASOperand<T>, rows m: Int, cols: Range<Int>, into y: UnsafeMutablePointer<T>, ldy: Int
+) {
+  let w = cols.count
+  if a.rowMajor {
+    for i in 0..<m { (y + i * ldy).update(from: a.pointer + (i * a.ld + cols.lowerBound), count: w) }
+  } else {
+    for j in 0..<w {
+      let column = a.pointer + (cols.lowerBound + j) * a.ld
+      for i in 0..<m { y[i * ldy + j] = column[i] }
+    }
   }
 }
 
@@ -224,14 +285,4 @@ func isSymmetric<T: KernelScalar>(_ q: StridedMatrix<T>) -> Bool {
     for j in (i + 1)..<q.cols where q[i, j] != q[j, i] { return false }
   }
   return true
-}
-
-/// (Q + Qᵀ) / 2, contiguous row-major.
-func symmetrized<T: KernelScalar>(_ q: StridedMatrix<T>) throws(KernelError) -> Workspace<T> {
-  let d = q.rows
-  let s = try Workspace<T>(count: d * d)
-  for i in 0..<d {
-    for j in 0..<d { s.pointer[i * d + j] = q[i, j] / 2 + q[j, i] / 2 }
-  }
-  return s
 }

@@ -7,9 +7,8 @@
 ///
 /// - Parameters:
 ///   - x: n × d data, any strides.
-///   - qs: K matrices of d × d; only their symmetric parts matter. Used in place when
-///     exactly symmetric and BLAS can read them; otherwise a symmetrised copy of each such
-///     Q_k takes d² of workspace.
+///   - qs: K matrices of d × d; only their symmetric parts matter. Read where they lie
+///     (see `quadform`).
 ///   - centers: K × d (row k is c_k), or `nil` for zero.
 ///   - out: n × K; must not overlap the inputs.
 /// - Throws: `KernelError.invalidArgument`, `.outOfMemory`, `.cancelled`.
@@ -40,27 +39,27 @@ public func quadformMany<T: KernelScalar>(
 
   let e = MemoryLayout<T>.stride
   let pack = centers != nil || x.blasOperand == nil
+  let form = QuadraticForms.Layout(qs, d: d, memoryLimit: options.memoryLimit)
   let needs = WorkspaceNeeds(
-    shared: total(
-      QuadraticForms.workspaceBytes(qs, d: d, memoryLimit: options.memoryLimit),
-      centers != nil ? bytes(k, d, e) : 0),
-    perRow: total(pack ? bytes(d, e) : 0, bytes(d, e), MemoryLayout<Double>.stride),
+    shared: total(form.shared, centers != nil ? bytes(k, d, e) : 0),
+    perWorker: form.perWorker,
+    perRow: total(pack ? bytes(d, e) : 0, form.perRow, MemoryLayout<Double>.stride),
     preferredBlockRows: quadformBlockRows)
   let plan = try RowBlockPlan(rows: n, needs: needs, options: options)
   try probeAllocation(componentTableBytes(k, perEntry: bytes(d, e)))
 
-  let forms = try QuadraticForms(qs, d: d, memoryLimit: options.memoryLimit)
+  let forms = try QuadraticForms(qs, layout: form)
   var centerRows: [Workspace<T>] = []
   if let centers {
     for j in 0..<k { centerRows.append(try packVector(centers.row(j))!) }
   }
   let b = plan.blockRows
   var packed: [Workspace<T>] = []
-  var products: [Workspace<T>] = []
+  var scratch: [QuadraticForms<T>.Scratch] = []
   var sums: [Accumulator] = []
   for _ in 0..<plan.workers {
     if pack { packed.append(try Workspace<T>(count: b * d)) }
-    products.append(try Workspace<T>(count: b * d))
+    scratch.append(try forms.scratch(rows: b))
     sums.append(try Accumulator(count: b))
   }
 
@@ -77,28 +76,8 @@ public func quadformMany<T: KernelScalar>(
         a = x.rows(rows).blasOperand!
       }
       let acc = sums[w].pointer
-      forms.evaluate(j, a, rows: m, y: products[w].pointer, into: acc)
+      forms.evaluate(j, a, rows: m, scratch: scratch[w], into: acc)
       for i in 0..<m { out[rows.lowerBound + i, j] = T(acc[i]) }
     }
   }
-}
-
-/// BLAS operands for the symmetric parts of `qs`: each Q_k itself where `inPlace[k]`
-/// (exactly symmetric and BLAS-readable), else a symmetrised copy. The copies are returned
-/// too: they must outlive the operands.
-func symmetricOperands<T: KernelScalar>(
-  _ qs: [StridedMatrix<T>], inPlace: [Bool]
-) throws(KernelError) -> ([BLASOperand<T>], [Workspace<T>]) {
-  var copies: [Workspace<T>] = []
-  var operands: [BLASOperand<T>] = []
-  for (q, ok) in zip(qs, inPlace) {
-    if ok {
-      operands.append(q.blasOperand!)
-    } else {
-      let s = try symmetrized(q)
-      copies.append(s)
-      operands.append(BLASOperand(pointer: UnsafePointer(s.pointer), rowMajor: true, ld: q.rows))
-    }
-  }
-  return (operands, copies)
 }

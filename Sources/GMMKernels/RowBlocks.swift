@@ -66,11 +66,13 @@ struct RowBlockPlan: Equatable {
   /// each can hold at least one row within `options.memoryLimit`; with one worker, BLAS
   /// gets the threads instead. Blocks are of about equal height, and their number a
   /// multiple of the workers', so that no worker is left with a lone last block.
-  init(rows: Int, needs: WorkspaceNeeds, options: KernelOptions) throws(KernelError) {
+  /// `maxWorkers: 1` asks for sequential blocks with threaded BLAS.
+  init(rows: Int, needs: WorkspaceNeeds, options: KernelOptions, maxWorkers: Int? = nil) throws(KernelError) {
     let threads = options.resolvedThreads
     let limit = options.memoryLimit
     let wanted = max(1, min(needs.preferredBlockRows, rows))
-    var workers = max(1, min(threads, (rows + wanted - 1) / wanted))
+    var workers = RowBlockPlan.parallelWorkers(rows: rows, needs: needs, options: options)
+    if let maxWorkers { workers = max(1, min(workers, maxWorkers)) }
     while true {
       let fixed = total(
         needs.shared, bytes(workers, needs.perWorker), bytes(workers - 1, needs.perAdditionalWorker))
@@ -93,6 +95,19 @@ struct RowBlockPlan: Equatable {
       }
       workers -= 1
     }
+  }
+
+  /// The workers a parallel plan starts from: one per thread, at most one per block.
+  static func parallelWorkers(rows: Int, needs: WorkspaceNeeds, options: KernelOptions) -> Int {
+    let wanted = max(1, min(needs.preferredBlockRows, rows))
+    return max(1, min(options.resolvedThreads, (rows + wanted - 1) / wanted))
+  }
+
+  /// The plan with every worker of `parallelWorkers`, or nil when their workspace does not
+  /// fit the memory limit: the kernel then takes a policy that needs less.
+  static func allWorkers(rows: Int, needs: WorkspaceNeeds, options: KernelOptions) -> RowBlockPlan? {
+    guard let plan = try? RowBlockPlan(rows: rows, needs: needs, options: options) else { return nil }
+    return plan.workers == parallelWorkers(rows: rows, needs: needs, options: options) ? plan : nil
   }
 
   func block(_ b: Int, of rows: Int) -> Range<Int> {

@@ -7,12 +7,12 @@
 /// Rows per block: taller blocks amortise OpenBLAS's packing of U (or S's panels) over more
 /// rows; 256–1024 measured within noise of each other, 512 best.
 let quadformBlockRows = 512
-/// Top panel width of the recursive method (used when the triangles of the Q_k do not fit half
-/// the memory limit): the inner dimension of its big GEMMs.
-let quadformPanelWidth = 256
-/// Leaf width of the recursive method's diagonal blocks: narrower wastes fewer flops
-/// (d·leaf/2 per row), wider is a better GEMM.
-let quadformLeafWidth = 64
+/// Columns per strip of the strip method (used when the triangles of the Q_k do not fit half
+/// the memory limit): the n of its GEMMs. Single-threaded DGEMM of 409 × n × 5000 ran
+/// 43.7 GFLOP/s at n = 256 and 48.3 at 512 (a 2000³ DGEMM: 51.8).
+let quadformPanelWidth = 512
+/// Rows of 2·S formed at a time for a Q that is not used in place: the k of those GEMMs.
+let quadformStripRows = 2048
 
 // MARK: - weighted_gram, weighted_gram_many
 
@@ -24,6 +24,14 @@ let weightedGramBlockRows = 256
 /// accumulator (n=200000, d=900, 30% zero weights, in RAM: 0.72–0.74 s when it was added
 /// after every block, 0.63–0.66 s every 4 blocks, i.e. Float sums over 1024 rows at most).
 let floatBlocksPerFlush = 4
+
+/// Rows per block when Gram matrices accumulate in the outputs with threaded BLAS
+/// (`GramSink`): threaded DSYRK of d = 2500 and 10000 into a d × d output ran 94–102% of
+/// a 4000² DGEMM at k = 512, 90–100% at k = 256.
+let gramSinkBlockRows = 512
+/// Columns of the lower triangle per tile product when a sink cannot SYRK into its
+/// destination directly.
+let gramTileWidth = 256
 
 // MARK: - weighted_sum
 

@@ -5,9 +5,14 @@
 // packed apart as √|w_i| (x_i − c) and added with alpha = −1; rows with w_i = 0 are never
 // copied nor multiplied. With no weights and no center, BLAS reads X in place.
 //
-// Each worker keeps its own d × d accumulator in Double and they are summed at the end;
-// float32 blocks are summed by SSYRK into a Float product that is added into the Double
-// accumulator every `floatBlocksPerFlush` blocks (so Float sums run over ~1000 rows at most).
+// Two thread policies (`RowBlocks.swift`):
+// - parallel row blocks: each worker keeps its own d × d accumulator in Double and they are
+//   summed at the end; float32 blocks are summed by SSYRK into a Float product that is
+//   added into the Double accumulator every `floatBlocksPerFlush` blocks (so Float sums
+//   run over ~1000 rows at most);
+// - when those accumulators do not fit the memory limit (d = 2500 and beyond at the
+//   default 64 MiB), sequential blocks with threaded BLAS, accumulated in `out` itself by
+//   a `GramSink`.
 
 /// Writes `out = Σ_i w_i (x_i − c)(x_i − c)ᵀ` (both triangles) for `x` (n × d).
 ///
@@ -46,7 +51,10 @@ public func weightedGram<T: KernelScalar>(
     perWorker: total(bytes(d, d, MemoryLayout<Double>.stride), blockProduct),
     perRow: inPlace ? 0 : bytes(d, e),
     preferredBlockRows: weightedGramBlockRows)
-  let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
+  guard let plan = RowBlockPlan.allWorkers(rows: max(n, 1), needs: needs, options: options) else {
+    try weightedGramIntoOutput(x, weights: weights, center: center, out: out, inPlace: inPlace, options: options)
+    return
+  }
 
   let c = try packVector(center)
   let b = plan.blockRows
@@ -98,21 +106,45 @@ public func weightedGram<T: KernelScalar>(
   storeSymmetric(sums[0].pointer, d, into: out)
 }
 
-/// g (+)= Σ_i w_i (x_i − c)(x_i − c)ᵀ over the rows of `x`, lower triangle (d × d,
-/// leading dimension `ldg`), by SYRK on rows packed into `packed` (rows × d): positive (and
-/// NaN) weights fill it from the top as √w_i (x_i − c), negative ones from the bottom as
-/// √|w_i| (x_i − c) and are added with alpha = −1; zero weights are skipped. `beta` applies
-/// to the first SYRK. Returns false when every weight was zero and g was not touched.
-@inline(__always)
-func addGramBlock<T: KernelScalar>(
-  _ x: StridedMatrix<T>, weight: (Int) -> T, center: UnsafePointer<T>?,
-  packed z: UnsafeMutablePointer<T>, into g: UnsafeMutablePointer<T>, ldg: Int, beta: T
-) -> Bool {
+/// The sequential policy: blocks one after another, threaded BLAS, the sum in `out`.
+private func weightedGramIntoOutput<T: KernelScalar>(
+  _ x: StridedMatrix<T>, weights: StridedVector<T>?, center: StridedVector<T>?,
+  out: StridedMatrix<T>, inPlace: Bool, options: KernelOptions
+) throws(KernelError) {
   let d = x.cols
-  let m = x.rows
+  let e = MemoryLayout<T>.stride
+  let destination = [GramDestination.output(out)]
+  let needs = WorkspaceNeeds(
+    shared: total(center != nil ? bytes(d, e) : 0, GramSink.workspaceBytes(destination, d: d)),
+    perRow: inPlace ? 0 : bytes(d, e),
+    preferredBlockRows: gramSinkBlockRows)
+  let plan = try RowBlockPlan(rows: max(x.rows, 1), needs: needs, options: options, maxWorkers: 1)
+  let c = try packVector(center)
+  let packed = inPlace ? nil : try Workspace<T>(count: plan.blockRows * d)
+  let sink = try GramSink(destination, d: d)
+  try plan.run(rows: x.rows, options: options) { _, rows in
+    if let packed {
+      addGramBlock(
+        x.rows(rows), weight: { weights?[rows.lowerBound + $0] ?? 1 },
+        center: c.map { UnsafePointer($0.pointer) }, packed: packed.pointer, into: sink, 0)
+    } else {
+      sink.add(0, x.rows(rows).blasOperand!, rows: rows.count, alpha: 1)
+    }
+  }
+  sink.finish()
+}
+
+/// Packs the rows of `x` with non-zero weights into `packed` (rows × d): positive (and NaN)
+/// weights from the top as √w_i (x_i − c), negative ones from the bottom as
+/// √|w_i| (x_i − c). Returns the number of positive rows and where the negative ones start.
+@inline(__always)
+func packGramBlock<T: KernelScalar>(
+  _ x: StridedMatrix<T>, weight: (Int) -> T, center: UnsafePointer<T>?, packed z: UnsafeMutablePointer<T>
+) -> (top: Int, bottom: Int) {
+  let d = x.cols
   var top = 0
-  var bottom = m
-  for i in 0..<m {
+  var bottom = x.rows
+  for i in 0..<x.rows {
     let wi = weight(i)
     if wi == 0 { continue }
     if wi < 0 {
@@ -123,6 +155,21 @@ func addGramBlock<T: KernelScalar>(
       top += 1
     }
   }
+  return (top, bottom)
+}
+
+/// g (+)= Σ_i w_i (x_i − c)(x_i − c)ᵀ over the rows of `x`, lower triangle (d × d,
+/// leading dimension `ldg`), by SYRK on the rows `packGramBlock` packs: the negative
+/// weights' with alpha = −1. `beta` applies to the first SYRK. Returns false when every
+/// weight was zero and g was not touched.
+@inline(__always)
+func addGramBlock<T: KernelScalar>(
+  _ x: StridedMatrix<T>, weight: (Int) -> T, center: UnsafePointer<T>?,
+  packed z: UnsafeMutablePointer<T>, into g: UnsafeMutablePointer<T>, ldg: Int, beta: T
+) -> Bool {
+  let d = x.cols
+  let m = x.rows
+  let (top, bottom) = packGramBlock(x, weight: weight, center: center, packed: z)
   var written = false
   if top > 0 {
     T._syrkLower(trans: true, n: d, k: top, alpha: 1, a: z, lda: d, beta: beta, c: g, ldc: ldg)
@@ -135,6 +182,20 @@ func addGramBlock<T: KernelScalar>(
     written = true
   }
   return written
+}
+
+/// The same into destination `j` of a `GramSink`.
+@inline(__always)
+func addGramBlock<T: KernelScalar>(
+  _ x: StridedMatrix<T>, weight: (Int) -> T, center: UnsafePointer<T>?,
+  packed z: UnsafeMutablePointer<T>, into sink: GramSink<T>, _ j: Int
+) {
+  let d = x.cols
+  let (top, bottom) = packGramBlock(x, weight: weight, center: center, packed: z)
+  sink.add(j, BLASOperand(pointer: UnsafePointer(z), rowMajor: true, ld: d), rows: top, alpha: 1)
+  sink.add(
+    j, BLASOperand(pointer: UnsafePointer(z + bottom * d), rowMajor: true, ld: d), rows: x.rows - bottom,
+    alpha: -1)
 }
 
 /// acc[i, j] += g[i, j] for the lower triangle (i ≥ j) of d × d row-major matrices (leading

@@ -3,8 +3,8 @@
 // Parallel row blocks as in `weighted_gram`; each worker runs all K components on its block
 // while the block is hot, so X is read once for all K. Each worker keeps K accumulators of
 // d × d, except that for float64 the first worker accumulates straight into `out` when BLAS
-// can write it; when K·d² does not fit the memory limit twice, one worker does it all with
-// threaded BLAS.
+// can write it. When the accumulators of every worker do not fit the memory limit, the
+// blocks run one after another with threaded BLAS into the K outputs (`GramSink`).
 
 /// Writes `out[k] = Σ_i r[i, k] (x_i − c_k)(x_i − c_k)ᵀ` (both triangles) for `x` (n × d).
 ///
@@ -52,8 +52,11 @@ public func weightedGramMany<T: KernelScalar>(
     perAdditionalWorker: direct ? accumulatorBytes : 0,
     perRow: bytes(d, e),
     preferredBlockRows: weightedGramBlockRows)
-  let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
-  try probeAllocation(componentTableBytes(k, perEntry: total(bytes(plan.workers, 16), bytes(d, e))))
+  try probeAllocation(componentTableBytes(k, perEntry: total(bytes(KernelOptions.availableCPUs, 16), bytes(d, e))))
+  guard let plan = RowBlockPlan.allWorkers(rows: max(n, 1), needs: needs, options: options) else {
+    try weightedGramManyIntoOutputs(x, r, centers: centers, out: out, options: options)
+    return
+  }
 
   // accumulators[w][j]: worker w's sum for component j (pointer, leading dimension).
   var sums: [[(pointer: UnsafeMutablePointer<Double>, ld: Int)]] = []
@@ -113,4 +116,35 @@ public func weightedGramMany<T: KernelScalar>(
       storeSymmetric(first.pointer, d, into: out[j])
     }
   }
+}
+
+/// The sequential policy: blocks one after another, threaded BLAS, the sums in `out`.
+private func weightedGramManyIntoOutputs<T: KernelScalar>(
+  _ x: StridedMatrix<T>, _ r: StridedMatrix<T>, centers: StridedMatrix<T>?,
+  out: [StridedMatrix<T>], options: KernelOptions
+) throws(KernelError) {
+  let d = x.cols
+  let k = r.cols
+  let e = MemoryLayout<T>.stride
+  let destinations = out.map { GramDestination.output($0) }
+  let needs = WorkspaceNeeds(
+    shared: total(centers != nil ? bytes(k, d, e) : 0, GramSink.workspaceBytes(destinations, d: d)),
+    perRow: bytes(d, e),
+    preferredBlockRows: gramSinkBlockRows)
+  let plan = try RowBlockPlan(rows: max(x.rows, 1), needs: needs, options: options, maxWorkers: 1)
+  var centerRows: [Workspace<T>] = []
+  if let centers {
+    for j in 0..<k { centerRows.append(try packVector(centers.row(j))!) }
+  }
+  let packed = try Workspace<T>(count: plan.blockRows * d)
+  let sink = try GramSink(destinations, d: d)
+  try plan.run(rows: x.rows, options: options) { _, rows in
+    for j in 0..<k {
+      addGramBlock(
+        x.rows(rows), weight: { r[rows.lowerBound + $0, j] },
+        center: centerRows.isEmpty ? nil : UnsafePointer(centerRows[j].pointer),
+        packed: packed.pointer, into: sink, j)
+    }
+  }
+  sink.finish()
 }

@@ -182,48 +182,26 @@ struct MixturePassCall: KernelCall {
       responsibilities: resp, scores: scores)
     // Checked before the pass, so that a failed call writes no output.
     let stats = try a.float64Vector(statsOut, "stats_out")
-    let k = norms.count
-    let d = x.cols
-    let second: Int?
-    switch kind {
-    case .full: second = product(k, d, d)
-    case .tied: second = product(d, d)
-    case .diagonal: second = product(k, d)
-    case .none: second = 0
-    }
-    let wanted = second.flatMap { s in product(k, d).flatMap { sum(1, k, $0, s) } }
-    guard let wanted, stats.count == wanted else {
+    let wanted = mixtureStatisticsCount(components: norms.count, features: x.cols, scatter: kind)
+    guard wanted < Int.max, stats.count == wanted else {
       throw .invalidArgument(
-        "stats_out must have \(wanted.map(String.init) ?? "more than Int.max") elements "
+        "stats_out must have \(wanted < Int.max ? String(wanted) : "more than Int.max") elements "
           + "(1 + K + K*d + scatter), got \(stats.count)")
+    }
+    // The pass accumulates into stats_out itself when it is contiguous and aligned (its
+    // K·d² second moments are an output, not workspace); otherwise through a copy.
+    let e = MemoryLayout<Double>.stride
+    if stats.stride == e && Int(bitPattern: stats.base) % MemoryLayout<Double>.alignment == 0 {
+      try mixturePass(
+        x, sampleWeights: weights, logNorm: norms, means: mu, precisions: lambda, scatter: kind,
+        responsibilities: resp, scores: scores, into: stats.base.assumingMemoryBound(to: Double.self),
+        options: a.options)
+      return
     }
     let result = try mixturePass(
       x, sampleWeights: weights, logNorm: norms, means: mu, precisions: lambda, scatter: kind,
       responsibilities: resp, scores: scores, options: a.options)
     let values = [result.logLikelihood] + result.counts + result.firstMoments + result.scatter
-    guard values.count == stats.count else { throw .invalidArgument("stats_out has the wrong length") }
     for (i, v) in values.enumerated() { stats[i] = v }
   }
-}
-
-/// The product of `factors`, or nil when it overflows.
-private func product(_ factors: Int...) -> Int? {
-  var r = 1
-  for f in factors {
-    let (p, o) = r.multipliedReportingOverflow(by: f)
-    if o { return nil }
-    r = p
-  }
-  return r
-}
-
-/// The sum of `terms`, or nil when it overflows.
-private func sum(_ terms: Int...) -> Int? {
-  var r = 0
-  for t in terms {
-    let (s, o) = r.addingReportingOverflow(t)
-    if o { return nil }
-    r = s
-  }
-  return r
 }

@@ -144,9 +144,12 @@ func runMixture<T: KernelScalar>(
     file: file, line: line
   ) {
     if c.forceLifted, case .matrices(let qs) = precisions {
-      stats = try liftedMixturePass(
-        x.view, sampleWeights: w?.view, logNorm: logNorm.view, means: means.view, precisions: qs,
-        scatter: c.scatter, responsibilities: resp?.view, scores: scores?.view, options: options)
+      stats = try collectStatistics(components: k, features: d, scatter: c.scatter) { (statistics) throws(KernelError) in
+        try liftedMixturePass(
+          x.view, sampleWeights: w?.view, logNorm: logNorm.view, means: means.view, precisions: qs,
+          scatter: c.scatter, responsibilities: resp?.view, scores: scores?.view, into: statistics,
+          options: options)
+      }
     } else {
       stats = try mixturePass(
         x.view, sampleWeights: w?.view, logNorm: logNorm.view, means: means.view, precisions: precisions,
@@ -482,6 +485,25 @@ final class MixturePassTests: XCTestCase {
             calls.value, (n + maxRowsPerBlock - 1) / maxRowsPerBlock, "\(context): too few blocks for memory_limit=\(limit)")
         }
       }
+    }
+  }
+
+  /// Full and tied scatter where the workers' own d × d sums do not fit the memory limit:
+  /// one worker, threaded BLAS, S2 accumulated in the statistics buffer (float64 by SYRK into
+  /// it, float32 through tiles); the precisions by the strip method. Integer data: exact.
+  func testSecondMomentsInTheOutput() {
+    secondMomentsInOutput(Float.self)
+    secondMomentsInOutput(Double.self)
+  }
+
+  private func secondMomentsInOutput<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 611)
+    let d = 261
+    // One d × d of Double and room for rows: not the workers' own sums.
+    let limit = d * d * MemoryLayout<Double>.stride + 64 * d * MemoryLayout<Double>.stride
+    for (kind, scatter) in [(PrecisionKind.full, MixtureScatter.full), (.tied, .tied)] {
+      let c = exactMixture(&rng, n: mixtureBlockRows + 9, d: d, kind: kind, scatter: scatter, weighted: true)
+      checkMixtureExact(T.self, c, options: KernelOptions(threads: 2, memoryLimit: limit))
     }
   }
 

@@ -148,6 +148,41 @@ final class QuadformTests: XCTestCase {
     }
   }
 
+  /// The strip method (the triangles do not fit half the memory limit): several panels,
+  /// strips formed in several chunks for a Q that is not used in place, symmetric Q read
+  /// in place in either order, Q that BLAS cannot read, and 1 and 2 workers; integer data,
+  /// so every panel and chunk boundary must give exact results.
+  func testStripMethod() {
+    strips(Float.self)
+    strips(Double.self)
+  }
+
+  private func strips<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 9)
+    let e = MemoryLayout<T>.stride
+    // d = 600 at just under 2·d² bytes: panels of 256 and strips of 351 rows; d = 200 at
+    // 256 KiB: panels of 50 and strips of 81 rows.
+    for (d, limit) in [(600, 2 * 600 * 600 * e - 1), (200, 256 << 10)] {
+      for qLayout in [MatrixLayout.cOrder, .fortranOrder, .everyOtherColumn] {
+        for symmetric in [true, false] {
+          var q = exactValues(&rng, count: d * d)
+          if symmetric {
+            for j in 0..<d { for i in 0..<j { q[j * d + i] = q[i * d + j] } }
+          }
+          let n = 9
+          var c = QuadformCase(
+            n: n, d: d, x: exactValues(&rng, count: n * d), q: q,
+            center: symmetric ? exactValues(&rng, count: d) : nil)
+          c.qLayout = qLayout
+          c.xLayout = symmetric ? .fortranOrder : .cOrder
+          for threads in [1, 2] {
+            checkQuadformExact(T.self, c, options: KernelOptions(threads: threads, memoryLimit: limit))
+          }
+        }
+      }
+    }
+  }
+
   /// Every storage layout of X and Q, crossed, with out and center in every layout in turn.
   func testEveryLayout() {
     layouts(Float.self)

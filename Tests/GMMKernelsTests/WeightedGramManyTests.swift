@@ -160,6 +160,27 @@ final class WeightedGramManyTests: XCTestCase {
 
   /// Every storage layout of X and out, crossed (a row-major out is accumulated in place
   /// for float64), with R and centers in every layout in turn.
+  /// When the workers' K × d² accumulators do not fit, the sums go into the K outputs
+  /// themselves (threaded BLAS, `GramSink`): float64 straight into a writable `out`, float32
+  /// or an unwritable `out` through tiles and compensated sums.
+  func testAccumulationInOutputs() {
+    intoOutputs(Float.self)
+    intoOutputs(Double.self)
+  }
+
+  private func intoOutputs<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 207)
+    let (n, d, k) = (gramSinkBlockRows + 7, 261, 2)
+    let limit = k * d * d * MemoryLayout<Double>.stride - 1
+    for (i, outLayout) in [MatrixLayout.cOrder, .everyOtherColumn].enumerated() {
+      var c = GramManyCase(
+        n: n, d: d, k: k, x: exactValues(&rng, count: n * d), r: rng.choose(count: n * k, from: exactWeights),
+        centers: i == 0 ? exactValues(&rng, count: k * d) : nil)
+      c.outLayout = outLayout
+      checkGramManyExact(T.self, c, options: KernelOptions(threads: 2, memoryLimit: limit))
+    }
+  }
+
   func testEveryLayout() {
     layouts(Float.self)
     layouts(Double.self)

@@ -376,20 +376,72 @@ final class WeightedGramTests: XCTestCase {
     let x = TestMatrix<T>(rows: n, cols: d, values: [Double](repeating: 1, count: n * d))
     let w = TestVector<T>(values: [Double](repeating: 2, count: n))
     defer { withExtendedLifetime((x, w)) {} }
-    // Any plan keeps at least a d × d accumulator.
-    for limit in [0, 1, 64, d * d * MemoryLayout<T>.stride - 1] {
+    // With weights every plan packs at least one row of d elements.
+    for limit in [0, 1, 64, d * MemoryLayout<T>.stride - 1] {
       for threads in [1, 3] {
-        for weights in [nil, w.view] {
-          let out = TestMatrix<T>(rows: d, cols: d)
-          defer { withExtendedLifetime(out) {} }
-          let error = thrownError { () throws(KernelError) in
-            try weightedGram(x.view, weights: weights, out: out.view, options: KernelOptions(threads: threads, memoryLimit: limit))
-          }
-          assertInvalidArgument(error, mentions: "memory_limit", "\(T.self) memoryLimit=\(limit) threads=\(threads)")
-          XCTAssertTrue(out.untouched(), "\(T.self) memoryLimit=\(limit): out was written")
+        let out = TestMatrix<T>(rows: d, cols: d)
+        defer { withExtendedLifetime(out) {} }
+        let error = thrownError { () throws(KernelError) in
+          try weightedGram(x.view, weights: w.view, out: out.view, options: KernelOptions(threads: threads, memoryLimit: limit))
         }
+        assertInvalidArgument(error, mentions: "memory_limit", "\(T.self) memoryLimit=\(limit) threads=\(threads)")
+        XCTAssertTrue(out.untouched(), "\(T.self) memoryLimit=\(limit): out was written")
       }
     }
+  }
+
+  /// When no worker's d × d accumulator fits, the sum goes into `out` itself: float64 by
+  /// SYRK straight into an `out` BLAS can write, anything else by tile products added with
+  /// a compensated sum. No workspace at all for float64 without weights (BLAS reads X in
+  /// place), one packed row with them.
+  func testAccumulationInOutput() {
+    intoOutput(Float.self)
+    intoOutput(Double.self)
+  }
+
+  private func intoOutput<T: KernelScalar>(_: T.Type) {
+    var rng = SplitMix64(seed: 12)
+    let e = MemoryLayout<T>.stride
+    let d = 261  // a tile of 256 columns and a partial one
+    let n = 512 + 7  // two blocks
+    let fits = d * d * MemoryLayout<Double>.stride  // not even one accumulator beside anything
+    let cases = [(false, false), (true, false), (true, true)]
+    for (i, outLayout) in [MatrixLayout.cOrder, .fortranOrder, .everyOtherColumn].enumerated() {
+      let (weighted, centred) = cases[i]
+      var c = GramCase(
+        n: n, d: d, x: exactValues(&rng, count: n * d),
+        weights: weighted ? rng.integers(count: n, in: -2...2).map { $0 * abs($0) } : nil,
+        center: centred ? exactValues(&rng, count: d) : nil)
+      c.outLayout = outLayout
+      checkGramExact(T.self, c, options: KernelOptions(threads: 2, memoryLimit: fits - 1))
+    }
+    // The least workspace each case needs.
+    let small = GramCase(n: 50, d: 16, x: exactValues(&rng, count: 50 * 16), weights: nil, center: nil)
+    if T.self == Double.self {
+      checkGramExact(T.self, small, options: KernelOptions(threads: 2, memoryLimit: 0))
+    }
+    var weighted = small
+    weighted.weights = rng.integers(count: 50, in: 0...3).map { $0 * $0 }
+    let row = 16 * e
+    let tile = T.self == Double.self ? 0 : 16 * 16 * e + 16 * MemoryLayout<Double>.stride
+    checkGramExact(T.self, weighted, options: KernelOptions(threads: 2, memoryLimit: row + tile))
+  }
+
+  /// float32 sums in `out` keep about twice float32's digits across blocks: rows whose
+  /// products float32 cannot add exactly (a large row, then many small ones) still give
+  /// the sum to within a few float32 roundings of the result.
+  func testCompensatedSumInFloatOutput() {
+    var rng = SplitMix64(seed: 13)
+    let (n, d) = (4096, 3)
+    var x = rng.uniform(count: n * d, 0.5, 1.5)
+    for j in 0..<d { x[j] = 4096 }  // row 0: a product of 2^24
+    // Unit weights and room for one packed row beside the sink's tile: blocks of one row, so
+    // every sum across rows is the sink's own (a float32 SYRK of many rows would round first).
+    let c = GramCase(n: n, d: d, x: x, weights: [Double](repeating: 1, count: n), center: nil)
+    let limit = d * 4 + d * d * 4 + d * 8
+    guard let run = runGram(Float.self, c, options: KernelOptions(threads: 1, memoryLimit: limit)) else { return }
+    let want = referenceWeightedGram(x: run.x, rows: n, cols: d, weights: run.weights, center: nil)
+    XCTAssertNil(firstMismatch(run.got, want, bound: roundingBound(Float.self, terms: 4)))
   }
 
   func testCancellation() {

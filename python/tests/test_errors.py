@@ -224,7 +224,8 @@ def test_memory_limit_beyond_int64_is_not_wrapped(rng, fn, memory_limit):
 @pytest.mark.parametrize("memory_limit", [1, 8, 100])
 def test_memory_limit_too_small_for_one_row(rng, fn, memory_limit):
     X = rng.standard_normal((50, 40))
-    args = (np.eye(40),) if fn == "quadform" else ()
+    # Weights make weighted_gram pack each row (320 bytes); without them it needs none.
+    args = (np.eye(40),) if fn == "quadform" else (rng.random(50),)
     out = np.full((50,) if fn == "quadform" else (40, 40), -7.0)
     message = raises(
         ValueError, lambda: getattr(gk, fn)(X, *args, out=out, memory_limit=memory_limit),
@@ -236,11 +237,18 @@ def test_memory_limit_too_small_for_one_row(rng, fn, memory_limit):
     getattr(gk, fn)(X, *args, out=out, memory_limit=max(needed))
 
 
+def test_weighted_gram_without_weights_needs_no_workspace(rng):
+    # BLAS reads X in place and accumulates in `out`: any memory_limit will do.
+    X = rng.standard_normal((300, 40))
+    np.testing.assert_allclose(gk.weighted_gram(X, memory_limit=1), X.T @ X, rtol=1e-12,
+                               atol=1e-12 * np.abs(X.T @ X).max())
+
+
 # --- the library survives all of the above -------------------------------------------------
 
 def test_still_works_after_errors(rng):
     X = rng.standard_normal((100, 4))
-    for bad in (lambda: gk.quadform(X, np.eye(5)), lambda: gk.weighted_gram(X, memory_limit=1)):
+    for bad in (lambda: gk.quadform(X, np.eye(5)), lambda: gk.weighted_gram(X, np.ones(100), memory_limit=1)):
         with pytest.raises(ValueError):
             bad()
     Q = np.diag([1.0, 2.0, 3.0, 4.0])

@@ -1,0 +1,185 @@
+// Gram matrices accumulated in the outputs themselves.
+//
+// The per-worker policy (parallel row blocks, each worker with its own d × d accumulators
+// in Double, summed at the end) needs workers × K × d² of workspace: 1.6 GB for two workers
+// at d = 10000. When that does not fit the memory limit, a kernel runs its row blocks one
+// after another with threaded BLAS instead and adds each block into a `GramSink`, whose
+// accumulator is the output array itself:
+//
+// - float64 into a destination BLAS can write (an `out` array, the statistics buffer):
+//   SYRK with beta = 1 straight into its lower triangle. Threaded DSYRK of d = 2500 or
+//   10000 and k = 256 to 2048 runs at 90–100% of a 4000² DGEMM.
+// - otherwise (float32, or an `out` with strides BLAS cannot write) a block's product is
+//   formed one column panel of the lower triangle at a time, in `gramTileWidth` × d of
+//   workspace, and added into the destination. A Double destination takes a plain sum. An
+//   `out` array takes a compensated sum (TwoSum): its lower triangle holds the running
+//   sum, its strictly upper triangle the rounding error of each addition, and the diagonal's
+//   errors a d-vector of Doubles; `finish` folds them and writes both triangles. So float32
+//   sums keep about twice float32's digits across blocks, with no d² workspace of Doubles.
+
+/// Where a `GramSink` accumulates.
+enum GramDestination<T: KernelScalar> {
+  /// Lower triangle of a row-major d × d Double matrix (leading dimension `ld`).
+  case double(UnsafeMutablePointer<Double>, ld: Int)
+  /// An output matrix of `T`, written in full by `finish`.
+  case output(StridedMatrix<T>)
+}
+
+/// K symmetric d × d accumulators over row blocks (see the top of this file).
+final class GramSink<T: KernelScalar> {
+  let d: Int
+  private let destinations: [GramDestination<T>]
+  /// Per destination: where SYRK writes it directly (row-major view, leading dimension), or nil.
+  private let direct: [(pointer: UnsafeMutablePointer<T>, ld: Int)?]
+  /// Tile products, d × gramTileWidth of T, shared by the destinations that need them.
+  private let tile: Workspace<T>?
+  /// Per `.output` destination taking tiles: the rounding errors of the diagonal's sums (d each).
+  private let diagonalErrors: Accumulator?
+
+  /// Workspace a sink for `destinations` allocates.
+  static func workspaceBytes(_ destinations: [GramDestination<T>], d: Int) -> Int {
+    let tiled = destinations.filter { directTarget($0) == nil }
+    if tiled.isEmpty { return 0 }
+    let outputs = tiled.filter { if case .output = $0 { return true } else { return false } }.count
+    return total(bytes(d, min(gramTileWidth, d), MemoryLayout<T>.stride), bytes(outputs, d, MemoryLayout<Double>.stride))
+  }
+
+  private static func directTarget(_ destination: GramDestination<T>) -> (pointer: UnsafeMutablePointer<T>, ld: Int)? {
+    guard T.self == Double.self else { return nil }
+    switch destination {
+    case .double(let p, let ld):
+      return (UnsafeMutableRawPointer(p).assumingMemoryBound(to: T.self), ld)
+    case .output(let out):
+      // A column-major view is the row-major view of the transpose: the same symmetric matrix.
+      guard let op = out.blasOperand else { return nil }
+      return (UnsafeMutableRawPointer(mutating: op.pointer).assumingMemoryBound(to: T.self), op.ld)
+    }
+  }
+
+  /// Sinks that start from zero (the destinations are cleared here).
+  init(_ destinations: [GramDestination<T>], d: Int) throws(KernelError) {
+    self.d = d
+    self.destinations = destinations
+    direct = destinations.map(GramSink.directTarget)
+    let outputs = zip(destinations, direct).filter { dest, direct in
+      if direct == nil, case .output = dest { return true } else { return false }
+    }.count
+    tile = direct.contains(where: { $0 == nil }) ? try Workspace<T>(count: d * min(gramTileWidth, d)) : nil
+    if outputs > 0 {
+      let e = try Accumulator(count: outputs * d)
+      e.zero()
+      diagonalErrors = e
+    } else {
+      diagonalErrors = nil
+    }
+    for (dest, direct) in zip(destinations, direct) {
+      if let direct {
+        for i in 0..<d { (direct.pointer + i * direct.ld).update(repeating: 0, count: i + 1) }
+      } else if case .double(let p, let ld) = dest {
+        for i in 0..<d { (p + i * ld).update(repeating: 0, count: i + 1) }
+      } else if case .output(let out) = dest {
+        for i in 0..<d { for j in 0..<d { out[i, j] = 0 } }
+      }
+    }
+  }
+
+  /// The index into `diagonalErrors` of destination `j`'s errors.
+  private func errorOffset(_ j: Int) -> Int {
+    var slot = 0
+    for i in 0..<j where direct[i] == nil {
+      if case .output = destinations[i] { slot += 1 }
+    }
+    return slot * d
+  }
+
+  /// G_j += alpha · Zᵀ Z for the k × d block `z`.
+  func add(_ j: Int, _ z: BLASOperand<T>, rows k: Int, alpha: T) {
+    guard k > 0 else { return }
+    if let target = direct[j] {
+      T._syrkLower(
+        trans: z.rowMajor, n: d, k: k, alpha: alpha, a: z.pointer, lda: z.ld, beta: 1,
+        c: target.pointer, ldc: target.ld)
+      return
+    }
+    let t = tile!.pointer
+    var j0 = 0
+    while j0 < d {
+      let j1 = min(j0 + gramTileWidth, d)
+      let w = j1 - j0
+      // Rows j0..<d of columns J, row-major with leading dimension w: the diagonal block
+      // by SYRK, the rows below it by GEMM.
+      T._syrkLower(
+        trans: z.rowMajor, n: w, k: k, alpha: alpha, a: z.offset(row: 0, col: j0), lda: z.ld,
+        beta: 0, c: t, ldc: w)
+      if j1 < d {
+        T._gemm(
+          transA: z.rowMajor, transB: !z.rowMajor, m: d - j1, n: w, k: k, alpha: alpha,
+          a: z.offset(row: 0, col: j1), lda: z.ld, b: z.offset(row: 0, col: j0), ldb: z.ld,
+          beta: 0, c: t + w * w, ldc: w)
+      }
+      addTile(j, t, columns: j0..<j1)
+      j0 = j1
+    }
+  }
+
+  /// Adds the tile (rows columns.lowerBound..<d, leading dimension columns.count) into
+  /// destination j's lower triangle.
+  private func addTile(_ j: Int, _ t: UnsafePointer<T>, columns: Range<Int>) {
+    let j0 = columns.lowerBound
+    let w = columns.count
+    switch destinations[j] {
+    case .double(let p, let ld):
+      for i in j0..<d {
+        let src = t + (i - j0) * w
+        let dst = p + i * ld + j0
+        for c in 0..<min(w, i - j0 + 1) { dst[c] += Double(src[c]) }
+      }
+    case .output(let out):
+      let diagonal = diagonalErrors!.pointer + errorOffset(j)
+      for i in j0..<d {
+        let src = t + (i - j0) * w
+        for c in 0..<min(w, i - j0 + 1) {
+          let col = j0 + c
+          // TwoSum: s + error == running + value exactly.
+          let a = out[i, col]
+          let b = src[c]
+          let s = a + b
+          let bb = s - a
+          let error = (a - (s - bb)) + (b - bb)
+          out[i, col] = s
+          if i == col {
+            diagonal[i] += Double(error)
+          } else {
+            out[col, i] += error
+          }
+        }
+      }
+    }
+  }
+
+  /// Writes the accumulated matrices: an `.output` in full, a `.double`'s upper triangle
+  /// mirrored from its lower one.
+  func finish() {
+    for j in 0..<destinations.count {
+      if let target = direct[j] {
+        // Only Double is written directly.
+        mirrorLower(UnsafeMutableRawPointer(target.pointer).assumingMemoryBound(to: Double.self), ld: target.ld, d)
+        continue
+      }
+      switch destinations[j] {
+      case .double(let p, let ld):
+        mirrorLower(p, ld: ld, d)
+      case .output(let out):
+        let diagonal = diagonalErrors!.pointer + errorOffset(j)
+        for i in 0..<d {
+          out[i, i] = T(Double(out[i, i]) + diagonal[i])
+          for c in 0..<i {
+            let v = T(Double(out[i, c]) + Double(out[c, i]))
+            out[i, c] = v
+            out[c, i] = v
+          }
+        }
+      }
+    }
+  }
+}
