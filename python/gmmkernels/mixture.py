@@ -72,7 +72,7 @@ from time import time
 import numpy as np
 
 from . import _kmeans
-from ._kernels import mixture_pass, weighted_gram, weighted_sum
+from ._kernels import mixture_pass, weighted_gram, weighted_gram_many, weighted_sum
 
 try:
     from sklearn.base import BaseEstimator, DensityMixin
@@ -263,18 +263,22 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
 # Gaussian mixture parameters estimators (the M-step, from pass statistics)
 
 
-def _scatter_full(counts, first, second, delta):
-    """Σ_i w_i r_ik (x_i − μ_k)(x_i − μ_k)ᵀ, shape (n_components, n_features, n_features)."""
-    cross = delta[:, :, np.newaxis] * first[:, np.newaxis, :]
-    return (second - cross - np.swapaxes(cross, 1, 2)
-            + counts[:, np.newaxis, np.newaxis] * delta[:, :, np.newaxis] * delta[:, np.newaxis, :])
-
-
 def _estimate_gaussian_covariances_full(counts, nk, first, second, delta, reg_covar):
-    """Full covariances, shape (n_components, n_features, n_features)."""
-    covariances = _scatter_full(counts, first, second, delta) / nk[:, np.newaxis, np.newaxis]
+    """Full covariances, shape (n_components, n_features, n_features), written over ``second``.
+
+    Scatter about the new means, Σ_i w_i r_ik (x_i − μ_k)(x_i − μ_k)ᵀ =
+    S2_k − δ_k S1_kᵀ − S1_k δ_kᵀ + N_k δ_k δ_kᵀ, one component at a time, so that the only
+    temporary is one (n_features, n_features) array however many components there are.
+    """
     n_features = delta.shape[1]
-    covariances[:, np.arange(n_features), np.arange(n_features)] += reg_covar
+    covariances = second
+    for k in range(covariances.shape[0]):
+        c = covariances[k]
+        cross = np.multiply.outer(delta[k], first[k] - 0.5 * counts[k] * delta[k])
+        c -= cross
+        c -= cross.T
+        c /= nk[k]
+        c.flat[:: n_features + 1] += reg_covar
     return covariances
 
 
@@ -381,16 +385,42 @@ def _compute_precision_cholesky(covariances, covariance_type, float32_input=Fals
     if not np.all(np.isfinite(covariances)):
         raise ValueError(message)
     if covariance_type in ("full", "tied"):
-        try:
-            cov_chol = np.linalg.cholesky(covariances)
-        except np.linalg.LinAlgError:
-            raise ValueError(message) from None
-        n_features = covariances.shape[-1]
-        identity = np.broadcast_to(np.eye(n_features), cov_chol.shape)
-        return np.swapaxes(_solve_lower(cov_chol, identity), -1, -2).copy()
+        # One component at a time: the temporaries are (n_features, n_features), whatever K.
+        out = np.empty_like(covariances)
+        for cov, chol in zip(covariances.reshape((-1,) + covariances.shape[-2:]),
+                             out.reshape((-1,) + out.shape[-2:])):
+            try:
+                cov_chol = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                raise ValueError(message) from None
+            chol[...] = _invert_lower(cov_chol).T
+        return out
     if np.any(covariances <= 0.0):
         raise ValueError(message)
     return 1.0 / np.sqrt(covariances)
+
+
+def _invert_lower(lower):
+    """``L⁻¹`` for one lower-triangular L (n, n): about (2/3)·n³ flops, in matrix products.
+
+    By halves, [[A, 0], [B, C]]⁻¹ = [[A⁻¹, 0], [−C⁻¹ B A⁻¹, C⁻¹]]; the leaves are
+    forward substitutions against the identity.
+    """
+    n = lower.shape[0]
+    out = np.zeros_like(lower)
+    _invert_lower_into(lower, out)
+    return out
+
+
+def _invert_lower_into(lower, out):
+    n = lower.shape[0]
+    if n <= 64:
+        out[...] = _solve_lower(lower, np.eye(n))
+        return
+    h = n // 2
+    _invert_lower_into(lower[:h, :h], out[:h, :h])
+    _invert_lower_into(lower[h:, h:], out[h:, h:])
+    out[h:, :h] = -(out[h:, h:] @ (lower[h:, :h] @ out[:h, :h]))
 
 
 def _compute_precision_cholesky_from_precisions(precisions, covariance_type):
@@ -416,11 +446,23 @@ def _covariances_from_precision_cholesky(precisions_chol, covariance_type):
     return 1.0 / precisions_chol ** 2
 
 
-def _precisions_from_cholesky(precisions_chol, covariance_type):
-    """Λ = U Uᵀ (full, tied) or U² (diag, spherical)."""
-    if covariance_type in ("full", "tied"):
-        return precisions_chol @ np.swapaxes(precisions_chol, -1, -2)
-    return precisions_chol ** 2
+def _precisions_from_cholesky(precisions_chol, covariance_type, dtype=np.float64):
+    """Λ = U Uᵀ (full, tied) or U² (diag, spherical), in ``dtype``.
+
+    U Uᵀ is the Gram matrix of the rows of Uᵀ: :func:`weighted_gram` forms it for half
+    GEMM's flops, exactly symmetric (so the pass reads it in place), one component at a time.
+    """
+    if covariance_type not in ("full", "tied"):
+        return (precisions_chol ** 2).astype(dtype, copy=False)
+    out = np.empty(precisions_chol.shape, dtype=dtype)
+    flat = out.reshape((-1,) + out.shape[-2:])
+    scratch = None if dtype == np.float64 else np.empty(out.shape[-2:])
+    for u, lam in zip(precisions_chol.reshape((-1,) + precisions_chol.shape[-2:]), flat):
+        if scratch is None:
+            weighted_gram(u.T, out=lam)
+        else:
+            lam[...] = weighted_gram(u.T, out=scratch)
+    return out
 
 
 ###############################################################################
@@ -458,7 +500,7 @@ def _pass_operands(weights, means, precisions_chol, covariance_type, dtype):
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
     log_norm = log_weights + log_det - 0.5 * n_features * math.log(2 * math.pi)
-    precisions = _precisions_from_cholesky(precisions_chol, covariance_type).astype(dtype)
+    precisions = _precisions_from_cholesky(precisions_chol, covariance_type, dtype)
     if covariance_type == "tied":
         precisions = np.broadcast_to(precisions, (n_components, n_features, n_features))
     elif covariance_type == "spherical":
@@ -497,33 +539,68 @@ def _statistics_from_responsibilities(X, responsibilities, centers, covariance_t
     first = np.zeros((k, d))
     second = np.zeros({"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d)))
     rows_per_block = _kmeans.block_rows(memory_limit, 8 * (3 * d + 2 * k + 2))
-    for rows in _kmeans.row_blocks(n, rows_per_block):
-        block = _kmeans.as_float64(X[rows])
-        resp = responsibilities(rows, block)
-        if sample_weight is not None:
-            resp = resp * sample_weight[rows, np.newaxis]
-        block_counts = resp.sum(axis=0)
-        counts += block_counts
-        first += weighted_sum(block, resp, threads=threads, memory_limit=memory_limit)
-        first -= block_counts[:, np.newaxis] * centers
-        for j in range(k):
-            r = resp[:, j]
-            used = np.flatnonzero(r)
-            if used.size == 0:
+    # Full and tied second moments: one weighted_gram_many over as many rows as the
+    # responsibilities of (rows, K) fit the memory limit, accumulated in its own output (X is
+    # read in place: no float64 copy of X, no d² array per block).
+    matrices = covariance_type in ("full", "tied")
+    chunk_rows = max(rows_per_block, _kmeans.block_rows(memory_limit, (8 + X.dtype.itemsize) * k))
+    kernel_centers = centers.astype(X.dtype)
+    grams = None
+    for chunk in _kmeans.row_blocks(n, chunk_rows):
+        chunk_resp = np.empty((chunk.stop - chunk.start, k), dtype=X.dtype) if matrices else None
+        chunk_counts = np.zeros(k)
+        for start in range(chunk.start, chunk.stop, rows_per_block):
+            rows = slice(start, min(start + rows_per_block, chunk.stop))
+            block = _kmeans.as_float64(X[rows])
+            resp = responsibilities(rows, block)
+            if sample_weight is not None:
+                resp = resp * sample_weight[rows, np.newaxis]
+            block_counts = resp.sum(axis=0)
+            chunk_counts += block_counts
+            first += weighted_sum(block, resp, threads=threads, memory_limit=memory_limit)
+            first -= block_counts[:, np.newaxis] * centers
+            if matrices:
+                chunk_resp[rows.start - chunk.start:rows.stop - chunk.start] = resp
                 continue
-            if covariance_type in ("full", "tied"):
-                # Rows of weight zero cost nothing in weighted_gram.
-                gram = weighted_gram(block, r, center=centers[j], threads=threads, memory_limit=memory_limit)
-                if covariance_type == "full":
-                    second[j] += gram
-                else:
-                    second += gram
-            else:
+            for j in range(k):
+                r = resp[:, j]
+                used = np.flatnonzero(r)
+                if used.size == 0:
+                    continue
                 if used.size < r.shape[0]:
                     diff, r = block[used] - centers[j], r[used]
                 else:
                     diff = block - centers[j]
                 second[j] += r @ (diff * diff)
+        counts += chunk_counts
+        if not matrices:
+            continue
+        # Rows of weight zero cost nothing in weighted_gram_many.
+        direct = covariance_type == "full" and X.dtype == np.float64 and chunk.start == 0 and chunk.stop == n
+        if direct:
+            grams = second
+        elif grams is None:
+            grams = np.empty((k, d, d), dtype=X.dtype)
+        weighted_gram_many(X[chunk], chunk_resp, centers=kernel_centers, out=grams, threads=threads,
+                           memory_limit=memory_limit)
+        if direct:
+            continue
+        if X.dtype != np.float64:
+            # Centred at the means rounded to X's dtype: moved to the exact ones, S2(c) =
+            # S2(c') + δ S1'ᵀ + S1' δᵀ + N δδᵀ with δ = c' − c and S1' = Σ r x − N c'.
+            offset = kernel_centers - centers
+            s1 = (weighted_sum(X[chunk], chunk_resp, threads=threads, memory_limit=memory_limit)
+                  - chunk_counts[:, np.newaxis] * kernel_centers)
+        for j in range(k):
+            g = grams[j].astype(np.float64)
+            if X.dtype != np.float64:
+                cross = np.multiply.outer(offset[j], s1[j] + 0.5 * chunk_counts[j] * offset[j])
+                g += cross
+                g += cross.T
+            if covariance_type == "full":
+                second[j] += g
+            else:
+                second += g
     return counts, first, second
 
 
