@@ -1,4 +1,8 @@
 """The numpy-facing kernels: validation, dtype and shape rules, out=, progress."""
+import functools
+import mmap
+import os
+
 import numpy as np
 
 from . import _library
@@ -99,7 +103,11 @@ def quadform_many(X, Qs, *, centers=None, out=None, threads=None, memory_limit=N
     ----------
     X : ndarray of shape (n_samples, n_features), float32 or float64
     Qs : array_like of shape (n_matrices, n_features, n_features)
-        Converted to X's dtype; only the symmetric part of each matters.
+        Only the symmetric part of each matters. Read where it lies (each Q_k is converted
+        to X's dtype on its own if its dtype differs). A file mapping (``np.memmap``) larger
+        than half the memory available is taken in groups of as many matrices as fit there:
+        X is then read ⌈K / group⌉ times and each Q_k once, the fewest bytes of any grouping
+        (otherwise X is read once).
     centers : array_like of shape (n_matrices, n_features), optional
         Row k is subtracted before the product with Q_k (default: zero).
     out : ndarray of shape (n_samples, n_matrices), optional
@@ -112,13 +120,55 @@ def quadform_many(X, Qs, *, centers=None, out=None, threads=None, memory_limit=N
     """
     X = data_matrix(X)
     n, d = X.shape
-    Qs = operand(Qs, X.dtype, "Qs", (None, d, d))
+    Qs = operand(Qs, None, "Qs", (None, d, d))
     k = Qs.shape[0]
     c = None if centers is None else operand(centers, X.dtype, "centers", (k, d))
     out = output(out, (n, k), X.dtype, {"X": X, "Qs": Qs, "centers": c})
-    _run("gmk_quadform_many", [X, Qs, c, out], rows=n, threads=threads, memory_limit=memory_limit,
-         progress=progress, desc="quadform_many")
+    groups = matrix_groups(Qs, X.dtype.itemsize)
+    with progress_callback(progress, n * len(groups), "quadform_many") as report:
+        for g, group in enumerate(groups):
+            done = None if report is None else functools.partial(_offset_progress, report, g * n)
+            _library.call("gmk_quadform_many",
+                          [X, operand(Qs[group], X.dtype, "Qs", (None, d, d)), None if c is None else c[group],
+                           out[:, group]],
+                          threads=threads_arg(threads), memory_limit=memory_limit_arg(memory_limit), progress=done)
     return out
+
+
+def _offset_progress(report, offset, done):
+    report(offset + done)
+
+
+def matrix_groups(Qs, itemsize):
+    """Slices of the K matrices of ``Qs`` to take per pass over X: one slice of all of them,
+    unless Qs maps a file larger than half the memory available now; then groups of as many
+    matrices as fit there, so that a group stays in the page cache while X passes by."""
+    k = Qs.shape[0]
+    if k == 0 or not _maps_a_file(Qs):
+        return [slice(0, k)]
+    per_matrix = max(1, Qs[0].size * max(itemsize, Qs.dtype.itemsize))
+    group = max(1, min(k, available_memory() // 2 // per_matrix))
+    return [slice(s, min(s + group, k)) for s in range(0, k, group)]
+
+
+def _maps_a_file(a):
+    while a is not None:
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
+def available_memory():
+    """MemAvailable of /proc/meminfo in bytes (the free pages where that is missing)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def weighted_gram_many(X, R, *, centers=None, out=None, threads=None, memory_limit=None, progress=False):

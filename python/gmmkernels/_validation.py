@@ -40,7 +40,8 @@ def data_matrix(X, name="X"):
 
 
 def operand(a, dtype, name, shape):
-    """A small operand converted to `dtype` with the exact `shape` (None entries match any)."""
+    """A small operand converted to `dtype` (None: kept as it is, if real) with the exact
+    `shape` (None entries match any)."""
     arr = np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError("%s must be real numbers, got dtype %s" % (name, arr.dtype))
@@ -48,7 +49,7 @@ def operand(a, dtype, name, shape):
         dims = ["?" if s is None else str(s) for s in shape]
         want = "(%s,)" % dims[0] if len(dims) == 1 else "(%s)" % ", ".join(dims)
         raise ValueError("%s must have shape %s, got %s" % (name, want, _shape(arr)))
-    if arr.dtype != dtype or not arr.dtype.isnative:
+    if dtype is not None and (arr.dtype != dtype or not arr.dtype.isnative):
         arr = arr.astype(dtype)
     return arr
 

@@ -158,3 +158,23 @@ def test_dask_layer_at_2500(wide):
     np.testing.assert_allclose(q, gk.quadform(X, Q, center=c), rtol=1e-10)
     G = gd.weighted_gram(dX, center=c).compute(scheduler="synchronous")
     assert gram_error(G, X, None, c) <= rtol(np.float64)
+
+
+def test_quadform_many_takes_a_large_memmap_of_qs_in_groups(tmp_path, monkeypatch):
+    from gmmkernels import _kernels
+    rng = np.random.default_rng(8)
+    n, d, k = 300, 40, 7
+    X = memmap_of(rng.standard_normal((n, d)), tmp_path)
+    Qs = np.memmap(tmp_path / "qs.dat", dtype=np.float32, mode="w+", shape=(k, d, d))
+    Qs[:] = rng.standard_normal((k, d, d))
+    centers = rng.standard_normal((k, d))
+    in_ram = gk.quadform_many(X, np.array(Qs), centers=centers)
+    assert _kernels.matrix_groups(Qs, 8) == [slice(0, k)]
+    # As if only six float64 matrices fitted in memory: groups of three, X read three times.
+    monkeypatch.setattr(_kernels, "available_memory", lambda: 6 * d * d * 8)
+    assert _kernels.matrix_groups(Qs, 8) == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    assert _kernels.matrix_groups(np.array(Qs), 8) == [slice(0, k)]  # in memory: one pass
+    seen = []
+    grouped = gk.quadform_many(X, Qs, centers=centers, progress=seen.append)
+    np.testing.assert_allclose(grouped, in_ram, rtol=1e-12, atol=1e-12)
+    assert seen == sorted(seen) and seen[-1] == 3 * n
