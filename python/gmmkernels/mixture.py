@@ -1167,16 +1167,20 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     # -- EM ------------------------------------------------------------------------
 
-    def _em_iteration(self, passes, X, sample_weight, params):
+    def _em_iteration(self, passes, X, sample_weight, state):
         """One E-step and M-step: one pass over X.
 
-        Returns the (weighted) log-likelihood at ``params`` and the new parameters.
+        ``state`` is a list holding the parameters; they are taken out of it and let go
+        once the pass has read them. Returns the (weighted) log-likelihood at those
+        parameters and the new parameters.
         """
-        weights, means, _, precisions_chol = params
+        weights, means, _, precisions_chol = state.pop()
         log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol,
                                                        self.covariance_type, X.dtype)
+        del precisions_chol
         log_likelihood, counts, first, second = passes.mixture_pass(
             X, (log_norm, centers, precisions), _SCATTER[self.covariance_type], sample_weight)
+        del precisions  # K·d² at most: not needed for the M-step
         nk, means, covariances = _estimate_gaussian_parameters(
             counts, first, second, centers.astype(np.float64), self.reg_covar, self.covariance_type)
         weights = nk / np.sum(nk)
@@ -1230,7 +1234,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 converged = False
                 for n_iter in range(1, self.max_iter + 1):
                     prev_lower_bound = lower_bound
-                    log_likelihood, params = self._em_iteration(passes, X, sample_weight, params)
+                    # Handed over in a list that the iteration empties, so that the old
+                    # parameters (K·d² each for 'full') go as soon as it is done with them.
+                    state = [params]
+                    params = None
+                    log_likelihood, params = self._em_iteration(passes, X, sample_weight, state)
                     lower_bound = log_likelihood / total_weight
                     current_lower_bounds.append(lower_bound)
                     change = lower_bound - prev_lower_bound
