@@ -6,6 +6,7 @@
     python -m gmmkernels.bench --kernels batch [--components 16] [--centers]
     python -m gmmkernels.bench --kernels matmul outer [--outer-memmap]
     python -m gmmkernels.bench --kernels gmm [--components 16]
+    python -m gmmkernels.bench --kernels wide [--d 2500] [--n 64000]
     python -m gmmkernels.bench --kernels all
 
 ``--kernels`` takes kernel names and the groups ``core`` (quadform, weighted_gram: the
@@ -88,7 +89,7 @@ from ._measure import PeakMemory, timed
 
 KERNELS = ("quadform", "weighted_gram")
 BATCH_KERNELS = ("quadform_many", "weighted_gram_many")
-ALL_KERNELS = KERNELS + BATCH_KERNELS + ("matmul", "outer", "gmm")
+ALL_KERNELS = KERNELS + BATCH_KERNELS + ("matmul", "outer", "gmm", "wide")
 #: Names --kernels accepts for several kernels at once.
 KERNEL_GROUPS = {"core": KERNELS, "batch": BATCH_KERNELS, "all": ALL_KERNELS}
 #: Suite -> (n, d) when --n/--d are not given. matmul: A (n, d) @ B (d, d); outer: out (n, d).
@@ -96,7 +97,12 @@ SUITE_SIZES = {"core": (200_000, 900), "batch": (200_000, 300), "matmul": (20_00
                "outer": (20_000, 20_000), "gmm": (200_000, 64)}
 #: Timed calls per method when --repeat is not given. A batch call starts from a cold page
 #: cache and K blocked numpy passes take minutes at the default size, so once is the default.
-SUITE_REPEATS = {"core": 3, "batch": 1, "matmul": 3, "outer": 3, "gmm": 1}
+SUITE_REPEATS = {"core": 3, "batch": 1, "matmul": 3, "outer": 3, "gmm": 1, "wide": 3}
+#: The wide suite's widths and rows: n·d² = 4e11 flops per matrix, 4-5 s per call at the DGEMM rate.
+WIDE_SIZES = {2500: 64_000, 10_000: 4_000}
+WIDE_COMPONENTS = 3
+WIDE_LIMIT_TARGET = 0.85
+WIDE_GMM_TARGET = 1.2
 SCALING_N = (50_000, 100_000, 200_000, 400_000)
 GEMM_SIZE = 4000
 #: Enough for the ceiling of a small run (a 4000 GEMM would take longer than the benchmark).
@@ -245,6 +251,8 @@ def run(args):
     gemm_dtypes = set(dtypes if core else [])
     if batch or "matmul" in args.kernels or "gmm" in args.kernels:
         gemm_dtypes.update(args.suite_dtypes)
+    if "wide" in args.kernels:
+        gemm_dtypes.update(("float64", "float32") if args.dtype == "both" else (args.dtype,))
 
     print("gmmkernels %s (%s), %d threads, default memory_limit 64 MiB"
           % (gmmkernels.library_version, gmmkernels.library_path, gmmkernels.default_threads()))
@@ -285,6 +293,8 @@ def run(args):
         records += run_outer(args, np.dtype(dtype))
     for dtype in args.suite_dtypes if "gmm" in args.kernels else []:
         records += run_gmm(args, np.dtype(dtype), rates[dtype])
+    if "wide" in args.kernels:
+        records += run_wide(args)
     print("load average at the end: %s (other processes on the machine slow every method)" % _load_average())
 
     result = {
@@ -1045,6 +1055,151 @@ def _data_file_path(directory, size, dtype, flags):
     return path
 
 
+def wide_operands(n, d, dtype, directory, seed=11):
+    """(X as a warm memmap of a file in `directory`, its path, a symmetric Q, a Q that is
+    symmetric but for rounding as inv(C) is, a center, weights with 30% zeros, K Qs, K
+    centers, R (n, K) with 30% zeros)."""
+    rng = np.random.default_rng(seed)
+    path = os.path.join(directory, "gmmkernels-wide-%d-%d-%s.dat" % (n, d, np.dtype(dtype).name))
+    X = np.memmap(path, dtype=dtype, mode="w+", shape=(n, d))
+    for start in range(0, n, 1000):
+        rows = slice(start, min(start + 1000, n))
+        X[rows] = 2.0 + rng.standard_normal((rows.stop - rows.start, d))
+    X.flush()
+    del X
+    X = np.memmap(path, dtype=dtype, mode="r", shape=(n, d))
+    B = rng.standard_normal((d, d)) * (0.1 / np.sqrt(d))
+    Q = B + B.T
+    Q.flat[:: d + 1] += 1.0
+    noisy = Q * (1.0 + 1e-13 * rng.standard_normal((d, d)))
+    k = WIDE_COMPONENTS
+    w = rng.uniform(0.1, 2.0, n)
+    w[rng.random(n) < 0.3] = 0
+    R = rng.uniform(0.0, 1.0, (n, k))
+    R[rng.random((n, k)) < 0.3] = 0
+    Qs = np.stack([Q * (1.0 + 0.1 * j) for j in range(k)]).astype(dtype)
+    centers = 2.0 + 0.1 * rng.standard_normal((k, d))
+    return (X, path, Q.astype(dtype), noisy.astype(dtype), np.full(d, 2.0, dtype=dtype), w.astype(dtype),
+            Qs, centers.astype(dtype), R.astype(dtype))
+
+
+def _wide_call(name, fn, flops, paired, repeat):
+    """Times `fn` `repeat` times, each after a paired GEMM; the median record."""
+    calls = []
+    for _ in range(repeat):
+        rate = paired.rate()
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            fn()
+            seconds = time.perf_counter() - t0
+        calls.append((flops / seconds / 1e9 / rate, seconds, rate, mem.peak))
+    shares = sorted(c[0] for c in calls)
+    times = sorted(c[1] for c in calls)
+    return {"kernel": name, "seconds": times[len(times) // 2], "gflops": flops / times[len(times) // 2] / 1e9,
+            "percent_of_gemm": 100 * shares[len(shares) // 2],
+            "paired_gemm_gflops": [c[2] for c in calls], "peak_bytes": max(c[3] for c in calls)}
+
+
+def run_wide(args):
+    """The users' next widths with default arguments (see SUITE_DEFINITIONS["wide"])."""
+    widths = [args.d] if args.d_given else sorted(WIDE_SIZES)
+    dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
+    directory = args.dir or tempfile.gettempdir()
+    repeat = args.repeats["wide"]
+    records = []
+    print("wide suite: default arguments, X a warm memmap; %% GEMM = necessary flops at the rate of a "
+          "GEMM timed just before each call (median of %d); target >= %d%%, peak extra <= 64 MiB"
+          % (repeat, round(100 * WIDE_LIMIT_TARGET)))
+    print("%-26s %-8s %7s %7s %9s %8s %8s %10s" % ("kernel", "dtype", "d", "n", "seconds", "GFLOP/s", "% GEMM",
+                                                  "peak extra"))
+    for d in widths:
+        n = args.n if args.n_given else WIDE_SIZES.get(d, max(1000, int(4e11 / d**2)))
+        for dtype in dtypes:
+            X, path, Q, noisy, c, w, Qs, centers, R = wide_operands(n, d, np.dtype(dtype), directory)
+            k = Qs.shape[0]
+            try:
+                np.asarray(X).sum()  # warm: the page cache holds X
+                paired = PairedGemm(dtype, args.gemm_size)
+                q_out = np.zeros(n, dtype=dtype)
+                g_out = np.full((d, d), 0, dtype=dtype)
+                qk_out = np.full((n, k), 0, dtype=dtype)
+                gk_out = np.full((k, d, d), 0, dtype=dtype)
+                nnz = float(np.count_nonzero(w))
+                cases = [
+                    ("wide quadform", lambda: gmmkernels.quadform(X, Q, center=c, out=q_out), float(n) * d * d),
+                    ("wide quadform Q=inv(C)", lambda: gmmkernels.quadform(X, noisy, center=c, out=q_out),
+                     float(n) * d * d),
+                    ("wide weighted_gram", lambda: gmmkernels.weighted_gram(X, w, center=c, out=g_out), nnz * d * d),
+                    ("wide quadform_many", lambda: gmmkernels.quadform_many(X, Qs, centers=centers, out=qk_out),
+                     float(k) * n * d * d),
+                    ("wide weighted_gram_many",
+                     lambda: gmmkernels.weighted_gram_many(X, R, centers=centers, out=gk_out),
+                     float(np.count_nonzero(R)) * d * d),
+                ]
+                for name, fn, flops in cases:
+                    r = _wide_call(name, fn, flops, paired, repeat)
+                    r.update(dtype=dtype, n=n, d=d)
+                    records.append(r)
+                    print("%-26s %-8s %7d %7d %9s %8.1f %8.1f %10s %s"
+                          % (name[5:], dtype, d, n, fmt_seconds(r["seconds"]), r["gflops"], r["percent_of_gemm"],
+                             format_bytes(r["peak_bytes"]),
+                             _verdict(r["percent_of_gemm"] >= 100 * WIDE_LIMIT_TARGET
+                                      and r["peak_bytes"] <= CORE_MEMORY_TARGET)), flush=True)
+            finally:
+                del X
+                os.unlink(path)
+        if len(dtypes) == 2:
+            for name in [c[0] for c in cases]:
+                pair = {r["dtype"]: r["seconds"] for r in records if r["kernel"] == name and r["d"] == d}
+                ratio = pair["float64"] / pair["float32"]
+                print("  %s d=%d: float32 %.2fx float64's speed (target >= %.1f) %s"
+                      % (name[5:], d, ratio, FLOAT32_SPEEDUP_TARGET, _verdict(ratio >= FLOAT32_SPEEDUP_TARGET)))
+        records.append(run_wide_gmm(args, n, d, directory))
+    return records
+
+
+def run_wide_gmm(args, n, d, directory):
+    """One EM iteration (full, K = 3, float64) at width d against its necessary flops."""
+    import warnings
+
+    from .mixture import GaussianMixture
+
+    k = WIDE_COMPONENTS
+    X, path, Q, _, _, _, _, centers, _ = wide_operands(n, d, np.dtype(np.float64), directory, seed=12)
+    try:
+        np.asarray(X).sum()
+        precisions = np.stack([Q] * k)
+        params = dict(n_components=k, covariance_type="full", max_iter=2, tol=0,
+                      weights_init=np.full(k, 1.0 / k), means_init=centers.astype(np.float64),
+                      precisions_init=precisions)
+        paired = PairedGemm(np.float64, args.gemm_size)
+        rate = paired.rate()
+        Clocked = _iteration_clock(GaussianMixture)
+        model = Clocked(**params)
+        del precisions
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with PeakMemory() as mem:
+                model.fit(X)
+        ends = model.iteration_ends_
+        seconds = ends[1] - ends[0]
+        rate = (rate + paired.rate()) / 2
+        flops = 2.0 * n * k * d * d + (2.0 / 3.0) * k * d**3
+        ratio = seconds / (flops / rate / 1e9)
+        budget = 5 * k * d * d * 8 + CORE_MEMORY_TARGET
+        print("%-26s %-8s %7d %7d %9s %8.1f %7.2fx %10s %s  (time / necessary flops at %.0f GFLOP/s, "
+              "target <= %.1fx; peak beyond X budget %s)"
+              % ("gmm iteration (full, K=3)", "float64", d, n, fmt_seconds(seconds), flops / seconds / 1e9, ratio,
+                 format_bytes(mem.peak), _verdict(ratio <= WIDE_GMM_TARGET and mem.peak <= budget), rate,
+                 WIDE_GMM_TARGET, format_bytes(budget)), flush=True)
+        return {"kernel": "wide gmm iteration", "dtype": "float64", "n": n, "d": d, "seconds": seconds,
+                "gflops": flops / seconds / 1e9, "time_ratio_vs_necessary": ratio, "paired_gemm_gflops": rate,
+                "peak_bytes": mem.peak, "peak_budget_bytes": budget}
+    finally:
+        del X
+        os.unlink(path)
+
+
 def suite_work(args):
     """Necessary flops of the largest selected batch or matmul problem (0 for outer alone)."""
     work = [0.0]
@@ -1057,11 +1212,23 @@ def suite_work(args):
     if "gmm" in args.kernels:
         n, d = args.sizes["gmm"]
         work.append(2.0 * args.components * n * d * d)
+    if "wide" in args.kernels:
+        work.append(4e11)
     return max(work)
 
 
-SUITE_KERNELS = {"batch": BATCH_KERNELS, "matmul": ("matmul",), "outer": ("outer",), "gmm": ("gmm",)}
+SUITE_KERNELS = {"batch": BATCH_KERNELS, "matmul": ("matmul",), "outer": ("outer",), "gmm": ("gmm",),
+                 "wide": ("wide quadform", "wide quadform Q=inv(C)", "wide weighted_gram",
+                          "wide quadform_many", "wide weighted_gram_many", "wide gmm iteration")}
 SUITE_DEFINITIONS = {
+    "wide": "d = 2500 and 10000 (or --d), n = --n or 64000 / 4000, X a warm float memmap, default "
+            "arguments (64 MiB of workspace); K = 3 for the batch kernels; necessary flops = n*d^2 per "
+            "matrix (nnz*d^2 for the Gram kernels); percent_of_gemm = median over the calls of necessary "
+            "flops at the rate of a GEMM of X's dtype timed just before the call / the call's seconds "
+            "(target >= 85); peak_bytes = RssAnon growth beyond the prefaulted outputs (target <= 64 MiB); "
+            "gmm iteration: full, K = 3, float64, one EM iteration from fixed initial parameters against "
+            "2*n*K*d^2 + (2/3)*K*d^3 at the paired DGEMM rate (target time ratio <= 1.2); its peak beyond X "
+            "against 5*K*d^2*8 bytes + 64 MiB",
     "batch": "quadform_many / weighted_gram_many: K = components; gflops = K*n*d^2 / seconds / 1e9; "
              "the page cache holds none of X at the start of each timed call; 'gmmkernels K calls' = "
              "K calls of quadform / weighted_gram (w = R[:, k]); 'blocked numpy K passes' = "
@@ -1285,6 +1452,7 @@ def parse_args(argv=None):
             if kernel not in kernels:
                 kernels.append(kernel)
     args.kernels = kernels
+    args.n_given, args.d_given = args.n is not None, args.d is not None
     args.sizes = {suite: (n if args.n is None else args.n, d if args.d is None else args.d)
                   for suite, (n, d) in SUITE_SIZES.items()}
     args.repeats = {suite: r if args.repeat is None else args.repeat for suite, r in SUITE_REPEATS.items()}
