@@ -11,7 +11,8 @@
 //   10000 and k = 256 to 2048 runs at 90–100% of a 4000² DGEMM.
 // - otherwise (float32, or an `out` with strides BLAS cannot write) a block's product is
 //   formed one column panel of the lower triangle at a time, in `gramTileWidth` × d of
-//   workspace, and added into the destination. A Double destination takes a plain sum. An
+//   workspace, and added into the destination by all the call's threads; those blocks are
+//   taller (`gramTiledBlockRows`), as each costs d²/2 additions whatever its height. A Double destination takes a plain sum. An
 //   `out` array takes a compensated sum (TwoSum): its lower triangle holds the running
 //   sum, its strictly upper triangle the rounding error of each addition, and the diagonal's
 //   errors a d-vector of Doubles; `finish` folds them and writes both triangles. So float32
@@ -35,6 +36,8 @@ final class GramSink<T: KernelScalar> {
   private let tile: Workspace<T>?
   /// Per `.output` destination taking tiles: the rounding errors of the diagonal's sums (d each).
   private let diagonalErrors: Accumulator?
+  /// Threads that add a tile into its destination (BLAS has them while it forms the tile).
+  private let threads: Int
 
   /// Workspace a sink for `destinations` allocates.
   static func workspaceBytes(_ destinations: [GramDestination<T>], d: Int) -> Int {
@@ -56,9 +59,21 @@ final class GramSink<T: KernelScalar> {
     }
   }
 
+  /// Whether some destination takes tile products (so blocks should be tall: each block's
+  /// tiles cost d²/2 additions, whatever its height).
+  static func tiles(_ destinations: [GramDestination<T>]) -> Bool {
+    destinations.contains { directTarget($0) == nil }
+  }
+
+  /// Rows per block for a plan feeding this sink.
+  static func blockRows(_ destinations: [GramDestination<T>]) -> Int {
+    tiles(destinations) ? gramTiledBlockRows : gramSinkBlockRows
+  }
+
   /// Sinks that start from zero (the destinations are cleared here).
-  init(_ destinations: [GramDestination<T>], d: Int) throws(KernelError) {
+  init(_ destinations: [GramDestination<T>], d: Int, threads: Int = 1) throws(KernelError) {
     self.d = d
+    self.threads = max(1, threads)
     self.destinations = destinations
     direct = destinations.map(GramSink.directTarget)
     let outputs = zip(destinations, direct).filter { dest, direct in
@@ -125,18 +140,29 @@ final class GramSink<T: KernelScalar> {
   /// Adds the tile (rows columns.lowerBound..<d, leading dimension columns.count) into
   /// destination j's lower triangle.
   private func addTile(_ j: Int, _ t: UnsafePointer<T>, columns: Range<Int>) {
+    // Rows split evenly among the threads (rows below the diagonal block are full width).
+    let rows = d - columns.lowerBound
+    let parts = min(threads, max(1, rows / 64))
+    let step = (rows + parts - 1) / parts
+    _ = parallelFor(parts, workers: parts, options: KernelOptions()) { _, part in
+      let start = columns.lowerBound + part * step
+      addTile(j, t, columns: columns, rows: start..<min(start + step, d))
+    }
+  }
+
+  private func addTile(_ j: Int, _ t: UnsafePointer<T>, columns: Range<Int>, rows: Range<Int>) {
     let j0 = columns.lowerBound
     let w = columns.count
     switch destinations[j] {
     case .double(let p, let ld):
-      for i in j0..<d {
+      for i in rows {
         let src = t + (i - j0) * w
         let dst = p + i * ld + j0
         for c in 0..<min(w, i - j0 + 1) { dst[c] += Double(src[c]) }
       }
     case .output(let out):
       let diagonal = diagonalErrors!.pointer + errorOffset(j)
-      for i in j0..<d {
+      for i in rows {
         let src = t + (i - j0) * w
         for c in 0..<min(w, i - j0 + 1) {
           let col = j0 + c

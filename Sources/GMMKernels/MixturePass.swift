@@ -165,7 +165,7 @@ public func mixturePass<T: KernelScalar>(
       perWorker: total(bytes(statsCount - gramCount, dbl), form.perWorker, diagonalPrecisions),
       perRow: perRow, preferredBlockRows: mixtureBlockRows)
     plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options, maxWorkers: 1)
-    if syrkScatter { sink = try GramSink(destinations, d: d) }
+    if syrkScatter { sink = try GramSink(destinations, d: d, threads: options.resolvedThreads) }
   }
   // What each worker sums itself: everything, or all but S2 when a sink takes it.
   let ownCount = sink == nil ? statsCount : statsCount - gramCount

@@ -141,7 +141,7 @@ struct RowBlockPlan: Equatable {
 /// the next item when it is free (or, with `fixedOrder`, items w, w + workers, … for worker w).
 /// Before each item the cancel check runs; once it fires, no further item starts. Returns
 /// whether it fired.
-private func parallelFor(
+func parallelFor(
   _ count: Int, workers: Int, options: KernelOptions, fixedOrder: Bool = false,
   _ body: (_ worker: Int, _ item: Int) -> Void
 ) -> Bool {

@@ -32,6 +32,9 @@ let gramSinkBlockRows = 512
 /// Columns of the lower triangle per tile product when a sink cannot SYRK into its
 /// destination directly.
 let gramTileWidth = 256
+/// Rows per block for such a sink (float32 data): float32 partial sums over at most 2048
+/// rows, and the tiles' d²/2 additions per block a few percent of the block's SYRK.
+let gramTiledBlockRows = 2048
 
 // MARK: - weighted_sum
 

@@ -117,11 +117,11 @@ private func weightedGramIntoOutput<T: KernelScalar>(
   let needs = WorkspaceNeeds(
     shared: total(center != nil ? bytes(d, e) : 0, GramSink.workspaceBytes(destination, d: d)),
     perRow: inPlace ? 0 : bytes(d, e),
-    preferredBlockRows: gramSinkBlockRows)
+    preferredBlockRows: GramSink.blockRows(destination))
   let plan = try RowBlockPlan(rows: max(x.rows, 1), needs: needs, options: options, maxWorkers: 1)
   let c = try packVector(center)
   let packed = inPlace ? nil : try Workspace<T>(count: plan.blockRows * d)
-  let sink = try GramSink(destination, d: d)
+  let sink = try GramSink(destination, d: d, threads: options.resolvedThreads)
   try plan.run(rows: x.rows, options: options) { _, rows in
     if let packed {
       addGramBlock(

@@ -130,14 +130,14 @@ private func weightedGramManyIntoOutputs<T: KernelScalar>(
   let needs = WorkspaceNeeds(
     shared: total(centers != nil ? bytes(k, d, e) : 0, GramSink.workspaceBytes(destinations, d: d)),
     perRow: bytes(d, e),
-    preferredBlockRows: gramSinkBlockRows)
+    preferredBlockRows: GramSink.blockRows(destinations))
   let plan = try RowBlockPlan(rows: max(x.rows, 1), needs: needs, options: options, maxWorkers: 1)
   var centerRows: [Workspace<T>] = []
   if let centers {
     for j in 0..<k { centerRows.append(try packVector(centers.row(j))!) }
   }
   let packed = try Workspace<T>(count: plan.blockRows * d)
-  let sink = try GramSink(destinations, d: d)
+  let sink = try GramSink(destinations, d: d, threads: options.resolvedThreads)
   try plan.run(rows: x.rows, options: options) { _, rows in
     for j in 0..<k {
       addGramBlock(

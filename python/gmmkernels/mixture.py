@@ -438,11 +438,12 @@ def _compute_precision_cholesky_from_precisions(precisions, covariance_type):
 def _covariances_from_precision_cholesky(precisions_chol, covariance_type):
     """Σ = Λ⁻¹ = U⁻ᵀ U⁻¹ from the precision Cholesky factors."""
     if covariance_type in ("full", "tied"):
-        # Uᵀ is lower-triangular: with V = (Uᵀ)⁻¹ = U⁻ᵀ, Σ = U⁻ᵀ U⁻¹ = V Vᵀ.
-        n_features = precisions_chol.shape[-1]
-        lower = np.swapaxes(precisions_chol, -1, -2)
-        v = _solve_lower(lower, np.broadcast_to(np.eye(n_features), lower.shape))
-        return v @ np.swapaxes(v, -1, -2)
+        # Uᵀ is lower-triangular: with V = (Uᵀ)⁻¹ = U⁻ᵀ, Σ = U⁻ᵀ U⁻¹ = V Vᵀ, the Gram matrix
+        # of the rows of Vᵀ; one component at a time.
+        out = np.empty(precisions_chol.shape)
+        for u, cov in zip(precisions_chol.reshape((-1,) + out.shape[-2:]), out.reshape((-1,) + out.shape[-2:])):
+            weighted_gram(_invert_lower(u.T).T, out=cov)
+        return out
     return 1.0 / precisions_chol ** 2
 
 
