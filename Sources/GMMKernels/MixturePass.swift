@@ -138,19 +138,16 @@ public func mixturePass<T: KernelScalar>(
   let gramCount = syrkScatter ? statsCount - (1 + k + k * d) : 0
   // Float SYRK blocks go through a Float product before the Double accumulator.
   let blockProduct = syrkScatter && T.self != Double.self ? bytes(d, d, e) : 0
-  var form = (shared: 0, perWorker: 0, perRow: 0)
   var layout: QuadraticForms<T>.Layout? = nil
-  if case .matrices(let qs) = precisions {
-    let l = QuadraticForms.Layout(qs, d: d, memoryLimit: options.memoryLimit)
-    form = (l.shared, l.perWorker, l.perRow)
-    layout = l
-  }
+  if case .matrices(let qs) = precisions { layout = QuadraticForms.Layout(qs, d: d, memoryLimit: options.memoryLimit) }
+  let formShared = layout?.shared ?? 0
+  let formPerWorker = layout?.perWorker ?? 0
   let diagonalPrecisions = layout == nil ? bytes(d, e) : 0
   // centred rows, the triangle product, log-densities, one row's sums, active row indices
-  let perRow = total(bytes(d, e), form.perRow, bytes(k, dbl), dbl, MemoryLayout<Int>.stride)
+  let perRow = total(bytes(d, e), layout?.perRow ?? 0, bytes(k, dbl), dbl, MemoryLayout<Int>.stride)
   let parallel = WorkspaceNeeds(
-    shared: total(form.shared, bytes(k, d, e)),
-    perWorker: total(bytes(statsCount, dbl), blockProduct, form.perWorker, diagonalPrecisions),
+    shared: total(formShared, bytes(k, d, e)),
+    perWorker: total(bytes(statsCount, dbl), blockProduct, formPerWorker, diagonalPrecisions),
     perRow: perRow, preferredBlockRows: mixtureBlockRows)
   // The sequential policy: each worker sums all but S2, which goes straight into `statistics`.
   var sink: GramSink<T>? = nil
@@ -161,8 +158,8 @@ public func mixturePass<T: KernelScalar>(
     let second = statistics + (1 + k + k * d)
     let destinations = (0..<(scatter == .full ? k : 1)).map { GramDestination<T>.double(second + $0 * d * d, ld: d) }
     let needs = WorkspaceNeeds(
-      shared: total(form.shared, bytes(k, d, e), GramSink.workspaceBytes(destinations, d: d)),
-      perWorker: total(bytes(statsCount - gramCount, dbl), form.perWorker, diagonalPrecisions),
+      shared: total(formShared, bytes(k, d, e), GramSink.workspaceBytes(destinations, d: d)),
+      perWorker: total(bytes(statsCount - gramCount, dbl), formPerWorker, diagonalPrecisions),
       perRow: perRow, preferredBlockRows: mixtureBlockRows)
     plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options, maxWorkers: 1)
     if syrkScatter { sink = try GramSink(destinations, d: d, threads: options.resolvedThreads) }
