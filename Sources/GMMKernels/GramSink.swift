@@ -12,11 +12,12 @@
 // - otherwise (float32, or an `out` with strides BLAS cannot write) a block's product is
 //   formed one column panel of the lower triangle at a time, in `gramTileWidth` × d of
 //   workspace, and added into the destination by all the call's threads; those blocks are
-//   taller (`gramTiledBlockRows`), as each costs d²/2 additions whatever its height. A Double destination takes a plain sum. An
-//   `out` array takes a compensated sum (TwoSum): its lower triangle holds the running
-//   sum, its strictly upper triangle the rounding error of each addition, and the diagonal's
-//   errors a d-vector of Doubles; `finish` folds them and writes both triangles. So float32
-//   sums keep about twice float32's digits across blocks, with no d² workspace of Doubles.
+//   taller (`gramTiledBlockRows`), as each costs d²/2 additions whatever its height. A
+//   Double destination takes a plain sum. An `out` array takes a compensated sum (TwoSum):
+//   its lower triangle holds the running sum, its strictly upper triangle the rounding
+//   error of each addition, and the diagonal's errors a d-vector of Doubles; `finish` folds
+//   them and writes both triangles. So float32 sums keep about twice float32's digits
+//   across blocks, with no d² workspace of Doubles.
 
 /// Where a `GramSink` accumulates.
 enum GramDestination<T: KernelScalar> {
@@ -41,10 +42,21 @@ final class GramSink<T: KernelScalar> {
 
   /// Workspace a sink for `destinations` allocates.
   static func workspaceBytes(_ destinations: [GramDestination<T>], d: Int) -> Int {
-    let tiled = destinations.filter { directTarget($0) == nil }
-    if tiled.isEmpty { return 0 }
-    let outputs = tiled.filter { if case .output = $0 { return true } else { return false } }.count
-    return total(bytes(d, min(gramTileWidth, d), MemoryLayout<T>.stride), bytes(outputs, d, MemoryLayout<Double>.stride))
+    guard tiles(destinations) else { return 0 }
+    return total(
+      bytes(d, min(gramTileWidth, d), MemoryLayout<T>.stride),
+      bytes(compensatedCount(destinations), d, MemoryLayout<Double>.stride))
+  }
+
+  /// Whether destination `dest` is an `out` array taking tiles (and so a compensated sum).
+  private static func isCompensated(_ dest: GramDestination<T>) -> Bool {
+    if directTarget(dest) == nil, case .output = dest { return true }
+    return false
+  }
+
+  /// The destinations that take a compensated sum.
+  private static func compensatedCount(_ destinations: [GramDestination<T>]) -> Int {
+    destinations.filter(isCompensated).count
   }
 
   private static func directTarget(_ destination: GramDestination<T>) -> (pointer: UnsafeMutablePointer<T>, ld: Int)? {
@@ -76,10 +88,8 @@ final class GramSink<T: KernelScalar> {
     self.threads = max(1, threads)
     self.destinations = destinations
     direct = destinations.map(GramSink.directTarget)
-    let outputs = zip(destinations, direct).filter { dest, direct in
-      if direct == nil, case .output = dest { return true } else { return false }
-    }.count
-    tile = direct.contains(where: { $0 == nil }) ? try Workspace<T>(count: d * min(gramTileWidth, d)) : nil
+    let outputs = GramSink.compensatedCount(destinations)
+    tile = GramSink.tiles(destinations) ? try Workspace<T>(count: d * min(gramTileWidth, d)) : nil
     if outputs > 0 {
       let e = try Accumulator(count: outputs * d)
       e.zero()
@@ -100,11 +110,7 @@ final class GramSink<T: KernelScalar> {
 
   /// The index into `diagonalErrors` of destination `j`'s errors.
   private func errorOffset(_ j: Int) -> Int {
-    var slot = 0
-    for i in 0..<j where direct[i] == nil {
-      if case .output = destinations[i] { slot += 1 }
-    }
-    return slot * d
+    GramSink.compensatedCount(Array(destinations[..<j])) * d
   }
 
   /// G_j += alpha · Zᵀ Z for the k × d block `z`.
