@@ -87,7 +87,7 @@ struct QuadraticForms<T: KernelScalar> {
       inPlace = qs.map { q in q.blasOperand.flatMap { isSymmetric(q) ? $0 : nil } }
       var p = max(1, min(quadformPanelWidth, d))
       guard inPlace.contains(where: { $0 == nil }) else {
-        width = p
+        width = d <= quadformWholeStripMaxWidth ? d : p
         stripRows = 0
         return
       }

@@ -11,6 +11,10 @@ let quadformBlockRows = 512
 /// the memory limit): the n of its GEMMs. Single-threaded DGEMM of 409 × n × 5000 ran
 /// 43.7 GFLOP/s at n = 256 and 48.3 at 512 (a 2000³ DGEMM: 51.8).
 let quadformPanelWidth = 512
+/// Up to this width, Q_k used in place (exactly symmetric) take one strip as wide as Q: one
+/// TRMM per block instead of TRMM, GEMM and TRMM (K = 50, d = 900, n = 20000: 11.9–12.3 s
+/// against 12.3–13.3 s with 512-wide panels; d = 2500 measured alike either way).
+let quadformWholeStripMaxWidth = 1024
 /// Rows of 2·S formed at a time for a Q that is not used in place: the k of those GEMMs.
 let quadformStripRows = 2048
 

@@ -160,11 +160,16 @@ final class QuadformTests: XCTestCase {
   private func strips<T: KernelScalar>(_: T.Type) {
     var rng = SplitMix64(seed: 9)
     let e = MemoryLayout<T>.stride
-    // d = 600 at just under 2·d² bytes: panels of 256 and strips of 351 rows; d = 200 at
-    // 256 KiB: panels of 50 and strips of 81 rows.
-    for (d, limit) in [(600, 2 * 600 * 600 * e - 1), (200, 256 << 10)] {
-      for qLayout in [MatrixLayout.cOrder, .fortranOrder, .everyOtherColumn] {
-        for symmetric in [true, false] {
+    // d = 600 at just under 2·d² bytes: panels of 256 and strips of 351 rows (a symmetric Q
+    // in place: one strip as wide as Q); d = 1100 likewise: panels of 512, 512 and 76 in
+    // place too; d = 200 at 256 KiB: panels of 50 and strips of 81 rows.
+    let layouts = [MatrixLayout.cOrder, .fortranOrder, .everyOtherColumn]
+    for (d, limit, qLayouts, symmetries) in [
+      (600, 2 * 600 * 600 * e - 1, layouts, [true, false]), (1100, 2 * 1100 * 1100 * e - 1, [.cOrder], [true]),
+      (200, 256 << 10, layouts, [true, false]),
+    ] {
+      for qLayout in qLayouts {
+        for symmetric in symmetries {
           var q = exactValues(&rng, count: d * d)
           if symmetric {
             for j in 0..<d { for i in 0..<j { q[j * d + i] = q[i * d + j] } }

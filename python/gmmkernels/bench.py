@@ -89,7 +89,11 @@ from ._measure import PeakMemory, timed
 
 KERNELS = ("quadform", "weighted_gram")
 BATCH_KERNELS = ("quadform_many", "weighted_gram_many")
-ALL_KERNELS = KERNELS + BATCH_KERNELS + ("matmul", "outer", "gmm", "wide")
+ALL_KERNELS = KERNELS + BATCH_KERNELS + ("matmul", "outer", "gmm", "wide", "precisions")
+#: Suites that only run when named: they write a file larger than this machine's RAM.
+OPT_IN_KERNELS = ("out-of-core",)
+#: The workload the project started from: hundreds of precision matrices against one memmap'd X.
+PRECISIONS_SUITE = "precisions"
 #: Names --kernels accepts for several kernels at once.
 KERNEL_GROUPS = {"core": KERNELS, "batch": BATCH_KERNELS, "all": ALL_KERNELS}
 #: Suite -> (n, d) when --n/--d are not given. matmul: A (n, d) @ B (d, d); outer: out (n, d).
@@ -253,6 +257,8 @@ def run(args):
         gemm_dtypes.update(args.suite_dtypes)
     if "wide" in args.kernels:
         gemm_dtypes.update(("float64", "float32") if args.dtype == "both" else (args.dtype,))
+    if "out-of-core" in args.kernels or "precisions" in args.kernels:
+        gemm_dtypes.add("float64" if args.dtype == "both" else args.dtype)
 
     print("gmmkernels %s (%s), %d threads, default memory_limit 64 MiB"
           % (gmmkernels.library_version, gmmkernels.library_path, gmmkernels.default_threads()))
@@ -295,6 +301,10 @@ def run(args):
         records += run_gmm(args, np.dtype(dtype), rates[dtype])
     if "wide" in args.kernels:
         records += run_wide(args)
+    if "precisions" in args.kernels:
+        records += run_precisions(args)
+    if "out-of-core" in args.kernels:
+        records += run_out_of_core(args)
     print("load average at the end: %s (other processes on the machine slow every method)" % _load_average())
 
     result = {
@@ -1200,6 +1210,186 @@ def run_wide_gmm(args, n, d, directory):
         os.unlink(path)
 
 
+PRECISIONS_SIZE = (100_000, 900)
+PRECISIONS_COMPONENTS = 200
+
+
+def run_precisions(args):
+    """K = 200 precision matrices against one memmap'd X: quadform_many, K quadform calls, and
+    the hand-blocked numpy code once per Q (one of them timed, the total stated as K times it)."""
+    n, d = PRECISIONS_SIZE
+    n = args.n if args.n_given else n
+    d = args.d if args.d_given else d
+    k = args.components if args.components_given else PRECISIONS_COMPONENTS
+    dtype = np.dtype("float64" if args.dtype == "both" else args.dtype)
+    directory = args.dir or tempfile.gettempdir()
+    path = _data_file_path(directory, _datafiles.nbytes((n, d), dtype), dtype, "--n")
+    rng = np.random.default_rng(31)
+    try:
+        X = _datafiles.make_data_file(path, (n, d), dtype, seed=32, mean=1.0)
+        np.asarray(X).sum()  # warm: X in the page cache, as in the EM iterations after the first
+        Qs = np.empty((k, d, d), dtype=dtype)
+        for j in range(k):
+            B = rng.standard_normal((d, d)) * (0.3 / np.sqrt(d))
+            Qs[j] = B @ B.T + np.eye(d)
+        paired = PairedGemm(dtype, args.gemm_size)
+        flops = float(k) * n * d * d
+        out = np.full((n, k), 0, dtype=dtype)  # faulted in: the outputs' pages are not counted as peak
+        one = np.full(n, 0, dtype=dtype)
+        print("precisions suite: X (%s, %d) %s memmap (%s, warm), K = %d precision matrices (%s in RAM); "
+              "necessary flops K*n*d^2 = %.3g; %% GEMM at the rate of a GEMM timed just before each call"
+              % (f"{n:,}", d, dtype.name, format_bytes(X.nbytes), k, format_bytes(Qs.nbytes), flops))
+        print("%-34s %10s %8s %8s %11s %9s" % ("method", "seconds", "GFLOP/s", "% GEMM", "peak extra", "speedup"))
+        rows = []
+
+        def single_calls():
+            for j in range(k):
+                gmmkernels.quadform(X, Qs[j], out=one)
+                out[:, j] -= one  # the difference from quadform_many, checked below
+
+        ours = _wide_call("precisions quadform_many", lambda: gmmkernels.quadform_many(X, Qs, out=out), flops,
+                          paired, 1)
+        rows.append(("gmmkernels.quadform_many", ours))
+        singles = _wide_call("precisions K quadform calls", single_calls, flops, paired, 1)
+        singles["max_rel_diff"] = float(np.max(np.abs(out))) / max(float(np.max(np.abs(one))), 1e-300)
+        rows.append(("%d gmmkernels.quadform calls" % k, singles))
+        reference = baselines.blocked_quadform(X, Qs[k - 1])
+        blocked = _wide_call("precisions blocked numpy, one Q", lambda: baselines.blocked_quadform(X, Qs[k - 1]),
+                             flops / k, paired, 1)
+        blocked["max_rel_diff"] = max_rel_diff(one, reference)
+        blocked["stated_seconds_for_all"] = k * blocked["seconds"]
+        rows.append(("blocked numpy, one Q (x%d stated)" % k, blocked))
+        for label, r in rows:
+            r.update(dtype=dtype.name, n=n, d=d, components=k)
+            seconds = r.get("stated_seconds_for_all", r["seconds"])
+            print("%-34s %10s %8.1f %8.1f %11s %8.1fx" % (label, fmt_seconds(seconds), r["gflops"],
+                                                          r["percent_of_gemm"], format_bytes(r["peak_bytes"]),
+                                                          seconds / ours["seconds"]))
+        tol = 1e-4 if dtype == np.float32 else 1e-10
+        worst = max(singles["max_rel_diff"], blocked["max_rel_diff"])
+        print("speedup = the method's time / quadform_many's (blocked numpy: K times one Q's time); results: "
+              "quadform_many against the single calls and blocked numpy, max rel diff %.1e %s"
+              % (worst, "ok" if worst <= tol else "MISMATCH"))
+        return [r for _, r in rows]
+    finally:
+        X = None
+        os.unlink(path)
+
+
+OUT_OF_CORE_SIZE = (2_500_000, 1600)
+OUT_OF_CORE_TARGET = 0.85
+
+
+def sequential_read(path, d, itemsize, check_vector, chunk_bytes=_datafiles.CHUNK_BYTES):
+    """Reads the file from start to end in large reads: (bytes per second in the reads, X·v).
+
+    X·v (for the Gram check) is computed between the reads and not counted in the rate.
+    """
+    row_bytes = d * itemsize
+    buf = np.empty(max(1, chunk_bytes // row_bytes) * row_bytes, dtype=np.uint8)
+    dtype = np.float64 if itemsize == 8 else np.float32
+    products, total, reading = [], 0, 0.0
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            t0 = time.perf_counter()
+            got = f.readinto(buf)
+            reading += time.perf_counter() - t0
+            if not got:
+                break
+            total += got
+            products.append(buf[:got].view(dtype).reshape(-1, d) @ check_vector)
+    return total / reading, np.concatenate(products)
+
+
+def run_out_of_core(args):
+    """quadform and weighted_gram on a file larger than RAM, each call starting from the disk."""
+    n, d = OUT_OF_CORE_SIZE
+    n = args.n if args.n_given else n
+    d = args.d if args.d_given else d
+    dtype = np.dtype("float64" if args.dtype == "both" else args.dtype)
+    directory = args.dir or tempfile.gettempdir()
+    size = _datafiles.nbytes((n, d), dtype)
+    ram = total_ram()
+    path = os.path.join(directory, "gmmkernels-out-of-core-%dx%d-%s.dat" % (n, d, dtype.name))
+    print("out-of-core suite: X (%s, %d) %s = %s in %s; RAM %s%s"
+          % (f"{n:,}", d, dtype.name, format_bytes(size), directory, format_bytes(ram),
+             "" if size > ram else " (X is not larger than RAM: the page cache may hold part of it)"))
+    if os.path.isfile(path) and os.path.getsize(path) == size:
+        print("reusing %s" % path)
+    else:
+        free = _datafiles.free_bytes(directory)
+        if size + (1 << 30) > free:
+            raise SystemExit("not enough disk space in %s for the out-of-core suite: X needs %s plus 1 GiB to "
+                             "spare, %s is free; use --dir, or a smaller --n" % (directory, format_bytes(size),
+                                                                                  format_bytes(free)))
+        t0 = time.perf_counter()
+        _datafiles.make_data_file(path, (n, d), dtype, seed=21, mean=2.0)
+        seconds = time.perf_counter() - t0
+        print("wrote X in %.0f s (%.2f GB/s)" % (seconds, size / seconds / 1e9))
+    records = []
+    try:
+        rng = np.random.default_rng(22)
+        v = rng.standard_normal(d).astype(dtype)
+        _datafiles.evict(path)
+        read_rate, xv = sequential_read(path, d, dtype.itemsize, v)
+        print("sequential read of the whole file (%d MiB reads, page cache dropped first): %.2f GB/s, %.0f s"
+              % (_datafiles.CHUNK_BYTES >> 20, read_rate / 1e9, size / read_rate))
+        B = rng.standard_normal((d, d)) * (0.1 / np.sqrt(d))
+        Q = (B + B.T + np.eye(d)).astype(dtype)
+        c = np.full(d, 2.0, dtype=dtype)
+        w = rng.uniform(0.1, 2.0, n).astype(dtype)
+        q_out = np.full(n, 0, dtype=dtype)
+        g_out = np.full((d, d), 0, dtype=dtype)
+        paired = PairedGemm(dtype, args.gemm_size)
+        flops = float(n) * d * d
+        cases = [("quadform", lambda X: gmmkernels.quadform(X, Q, center=c, out=q_out)),
+                 ("weighted_gram", lambda X: gmmkernels.weighted_gram(X, w, out=g_out))]
+        print("%-16s %9s %8s %8s %10s %10s %9s %10s" % ("kernel", "seconds", "GB/s", "GFLOP/s", "compute s",
+                                                     "read s", "% limit", "peak extra"))
+        for name, call in cases:
+            _datafiles.evict(path)
+            X = np.memmap(path, dtype=dtype, mode="r", shape=(n, d))
+            rate = paired.rate()
+            with PeakMemory() as mem:
+                t0 = time.perf_counter()
+                call(X)
+                seconds = time.perf_counter() - t0
+            del X
+            compute = flops / (rate * 1e9)
+            reading = size / read_rate
+            share = max(compute, reading) / seconds
+            records.append({"kernel": "out-of-core " + name, "dtype": dtype.name, "n": n, "d": d,
+                            "seconds": seconds, "gb_per_s": size / seconds / 1e9,
+                            "gflops": flops / seconds / 1e9, "paired_gemm_gflops": rate,
+                            "sequential_read_gb_per_s": read_rate / 1e9, "compute_seconds": compute,
+                            "read_seconds": reading, "percent_of_limit": 100 * share, "peak_bytes": mem.peak})
+            print("%-16s %9s %8.2f %8.1f %10.1f %10.1f %9.1f %10s %s"
+                  % (name, fmt_seconds(seconds), size / seconds / 1e9, flops / seconds / 1e9, compute, reading,
+                     100 * share, format_bytes(mem.peak),
+                     _verdict(share >= OUT_OF_CORE_TARGET and mem.peak <= CORE_MEMORY_TARGET)), flush=True)
+        # Results: quadform on sampled rows against numpy; the Gram through v'Gv = sum_i w_i (x_i.v)^2.
+        X = np.memmap(path, dtype=dtype, mode="r", shape=(n, d))
+        rows = np.sort(rng.choice(n, size=min(n, 2000), replace=False))
+        Xs = np.asarray(X[rows], dtype=np.float64) - 2.0
+        q_ref = np.einsum("ij,ij->i", Xs @ Q.astype(np.float64), Xs)
+        del X
+        q_diff = max_rel_diff(q_out[rows], q_ref)
+        vgv = float(v.astype(np.float64) @ g_out.astype(np.float64) @ v.astype(np.float64))
+        vgv_ref = float(np.dot(w.astype(np.float64), xv.astype(np.float64) ** 2))
+        g_diff = abs(vgv - vgv_ref) / abs(vgv_ref)
+        tol = 1e-3 if dtype == np.float32 else 1e-9
+        print("results: quadform on %d sampled rows max rel diff %.1e, weighted_gram v'Gv rel diff %.1e (tolerance "
+              "%.0e) %s" % (len(rows), q_diff, g_diff, tol, "ok" if max(q_diff, g_diff) <= tol else "MISMATCH"))
+        for r in records:
+            r["max_rel_diff"] = q_diff if r["kernel"].endswith("quadform") else g_diff
+    finally:
+        if args.keep:
+            print("kept %s" % path)
+        else:
+            os.unlink(path)
+    return records
+
+
 def suite_work(args):
     """Necessary flops of the largest selected batch or matmul problem (0 for outer alone)."""
     work = [0.0]
@@ -1212,15 +1402,29 @@ def suite_work(args):
     if "gmm" in args.kernels:
         n, d = args.sizes["gmm"]
         work.append(2.0 * args.components * n * d * d)
-    if "wide" in args.kernels:
+    if "wide" in args.kernels or "out-of-core" in args.kernels or "precisions" in args.kernels:
         work.append(4e11)
     return max(work)
 
 
 SUITE_KERNELS = {"batch": BATCH_KERNELS, "matmul": ("matmul",), "outer": ("outer",), "gmm": ("gmm",),
                  "wide": ("wide quadform", "wide quadform Q=inv(C)", "wide weighted_gram",
-                          "wide quadform_many", "wide weighted_gram_many", "wide gmm iteration")}
+                          "wide quadform_many", "wide weighted_gram_many", "wide gmm iteration"),
+                 "out-of-core": ("out-of-core quadform", "out-of-core weighted_gram"),
+                 "precisions": ("precisions quadform_many", "precisions K quadform calls",
+                                "precisions blocked numpy, one Q")}
 SUITE_DEFINITIONS = {
+    "precisions": "X a warm float64 memmap of (100000, 900) (or --n, --d), K = 200 random SPD Q_k in RAM (or "
+                  "--components); quadform_many(X, Qs) against K quadform calls and against "
+                  "baselines.blocked_quadform of one Q (stated_seconds_for_all = K times its time); "
+                  "percent_of_gemm = K*n*d^2 (n*d^2 for one Q) at the rate of a GEMM timed just before the "
+                  "call / seconds",
+    "out-of-core": "X a file of [2.5e6, 1600] float64 (or --n, --d, --dtype) in --dir, larger than RAM, "
+                   "its pages dropped from the page cache before each call; default arguments; quadform "
+                   "with a center, weighted_gram with weights in [0.1, 2); compute_seconds = n*d^2 at the "
+                   "rate of a GEMM timed just before the call; read_seconds = file size / the rate of one "
+                   "sequential read of the whole file in 64 MiB reads; percent_of_limit = "
+                   "max(compute_seconds, read_seconds) / seconds (target >= 85)",
     "wide": "d = 2500 and 10000 (or --d), n = --n or 64000 / 4000, X a warm float memmap, default "
             "arguments (64 MiB of workspace); K = 3 for the batch kernels; necessary flops = n*d^2 per "
             "matrix (nnz*d^2 for the Gram kernels); percent_of_gemm = median over the calls of necessary "
@@ -1422,15 +1626,18 @@ def parse_args(argv=None):
                    help="dtype of X (default both for quadform and weighted_gram, float64 for the others)")
     p.add_argument("--repeat", type=int,
                    help="timed calls per method; the median is shown (default 3; 1 for the batch kernels)")
-    p.add_argument("--kernels", nargs="+", choices=ALL_KERNELS + tuple(KERNEL_GROUPS), default=list(KERNELS),
-                   metavar="KERNEL",
+    p.add_argument("--kernels", nargs="+", choices=ALL_KERNELS + OPT_IN_KERNELS + tuple(KERNEL_GROUPS),
+                   default=list(KERNELS), metavar="KERNEL",
                    help="kernels to run: %s, or the groups core (the default: quadform, weighted_gram), "
-                        "batch (quadform_many, weighted_gram_many), all" % ", ".join(ALL_KERNELS))
+                        "batch (quadform_many, weighted_gram_many), all (all but out-of-core, which writes "
+                        "a file larger than RAM: [2.5e6, 1600] float64 = 32 GB unless --n/--d say otherwise)"
+                   % ", ".join(ALL_KERNELS + OPT_IN_KERNELS))
     p.add_argument("--zero-fraction", type=float, default=0.3,
                    help="fraction of zero weights for weighted_gram (default 0.3)")
-    p.add_argument("--components", type=int, default=16,
+    p.add_argument("--components", type=int,
                    help="K: matrices for quadform_many, columns of R for weighted_gram_many, components of the "
-                        "gmm suite (default 16)")
+                        "gmm suite (default 16); precision matrices of the precisions suite (default %d)"
+                        % PRECISIONS_COMPONENTS)
     p.add_argument("--centers", action="store_true",
                    help="batch kernels: subtract K random centres, as EM does (default: none, as in the "
                         "hand-blocked code)")
@@ -1442,6 +1649,8 @@ def parse_args(argv=None):
                    help="write results here (default bench-results/bench.json; '' for none)")
     p.add_argument("--plot", metavar="FILE.png", help="plot time and peak memory against n (matplotlib)")
     p.add_argument("--dir", help="directory for the memmap'd X file (default: the temp directory)")
+    p.add_argument("--keep", action="store_true",
+                   help="out-of-core: keep X's file, and reuse a kept file of the same shape")
     p.add_argument("--gemm-size", type=int,
                    help="order of the matrices timed for the GEMM ceiling (default %d; %d when "
                         "n*d^2 < 1e11, where a smaller ceiling run is enough)" % (GEMM_SIZE, SMALL_GEMM_SIZE))
@@ -1453,6 +1662,8 @@ def parse_args(argv=None):
                 kernels.append(kernel)
     args.kernels = kernels
     args.n_given, args.d_given = args.n is not None, args.d is not None
+    args.components_given = args.components is not None
+    args.components = 16 if args.components is None else args.components
     args.sizes = {suite: (n if args.n is None else args.n, d if args.d is None else args.d)
                   for suite, (n, d) in SUITE_SIZES.items()}
     args.repeats = {suite: r if args.repeat is None else args.repeat for suite, r in SUITE_REPEATS.items()}

@@ -89,6 +89,13 @@ def _data_file(args, dtype):
     return path
 
 
+def _physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 def _open(path, n, d, dtype, cold):
     """A read-only memmap of X; with `cold`, the file's pages are dropped from the cache first."""
     if cold:
@@ -116,11 +123,14 @@ def max_rel_diff(a, ref):
 def main(argv=None):
     args = parse_args(argv)
     args.progress = _tqdm_available() and sys.stdout.isatty()
+    start = time.perf_counter()
     if not args.skip_kernels:
         kernels_demo(args)
     if not args.skip_mixture:
         print()
         mixture_demo(args)
+    print()
+    print("demo finished in %.1f min" % ((time.perf_counter() - start) / 60))
 
 
 def _clustered_file(path, n, d, k, dtype, seed=0):
@@ -213,8 +223,11 @@ def kernels_demo(args):
     try:
         Q, w = _datafiles.random_operands(d, n, dtype, zero_fraction=0.3)
         X = None
+        ram = _physical_memory()
         if args.cold:
             print("cold: X's pages are dropped from the page cache before each call, so each reads the disk")
+        elif ram and size > ram:
+            print("X is larger than RAM (%s): every call reads it from the disk" % format_bytes(ram))
         else:
             read, seconds = _datafiles.warm(path)
             X = _open(path, n, d, dtype, cold=False)
@@ -233,11 +246,13 @@ def kernels_demo(args):
         rows, results = [], {}
         print("running (one call each):")
         for step, kernel, method, fn, operand, kwargs in runs:
+            if X is None and not args.cold:
+                X = _open(path, n, d, dtype, cold=False)
             seconds, peak, result = _run(method, fn, X, path, args, dtype, operand, **kwargs)
             results[kernel, method] = result
             rows.append((step, kernel, method, seconds, peak))
         print()
-        print_table(rows, flops)
+        print_table(rows, flops, size)
         print()
         print("results agree (max |difference| / max |gmmkernels result|):")
         for kernel, ours in (("quadform", "gmmkernels.quadform"), ("weighted_gram", "gmmkernels.weighted_gram")):
@@ -256,15 +271,15 @@ def kernels_demo(args):
             print("removed %s" % path)
 
 
-def print_table(rows, flops):
+def print_table(rows, flops, size):
     blocked = {kernel: s for _, kernel, method, s, _ in rows if method == "blocked numpy"}
-    fmt = "%-7s %-26s %9s %10s %12s %9s"
-    print(fmt % ("step", "method", "seconds", "GFLOP/s*", "peak extra", "speedup"))
+    fmt = "%-7s %-26s %9s %10s %8s %12s %9s"
+    print(fmt % ("step", "method", "seconds", "GFLOP/s*", "GB/s", "peak extra", "speedup"))
     for step, kernel, method, seconds, peak in rows:
-        print(fmt % (step, method, ("%.3f" if seconds < 10 else "%.1f") % seconds, "%.1f" % (flops / seconds / 1e9), format_bytes(peak),
-                     "%.1fx" % (blocked[kernel] / seconds)))
-    print("* n*d^2 flops (what either product needs at best) per second; speedup over the "
-          "hand-blocked numpy code; peak extra = anonymous memory beyond X's file pages, result included")
+        print(fmt % (step, method, ("%.3f" if seconds < 10 else "%.1f") % seconds, "%.1f" % (flops / seconds / 1e9),
+                     "%.2f" % (size / seconds / 1e9), format_bytes(peak), "%.1fx" % (blocked[kernel] / seconds)))
+    print("* n*d^2 flops (what either product needs at best) per second; GB/s = bytes of X / seconds; speedup "
+          "over the hand-blocked numpy code; peak extra = anonymous memory beyond X's file pages, result included")
 
 
 def parse_args(argv=None):
