@@ -40,7 +40,7 @@ let package = Package(
     ),
     .testTarget(
       name: "GMMKernelsTests",
-      dependencies: ["GMMKernels", "GMMKernelsC", "_GMKSupport", "_GMKTestSupport"]
+      dependencies: ["CBLAS", "GMMKernels", "GMMKernelsC", "_GMKSupport", "_GMKTestSupport"]
     ),
   ]
 )

@@ -49,3 +49,10 @@ func packVector<T: KernelScalar>(_ v: StridedVector<T>?) throws(KernelError) -> 
   for j in 0..<v.count { w.pointer[j] = v[j] }
   return w
 }
+
+/// Packs a strided block row-major into `buffer` and returns it as a BLAS operand.
+@inline(__always)
+func packed<T: KernelScalar>(_ x: StridedMatrix<T>, into buffer: Workspace<T>) -> BLASOperand<T> {
+  packRows(x, into: buffer.pointer, center: nil)
+  return BLASOperand(pointer: UnsafePointer(buffer.pointer), rowMajor: true, ld: max(1, x.cols))
+}

@@ -8,29 +8,6 @@ internal import _GMKSupport
 // BLAS thread count; `RowBlockPlan.run` hands row blocks to the workers, checks the
 // cancel flag between blocks and reports progress.
 
-/// The product of `factors`, saturating at `Int.max`: workspace sizes of absurd shapes then
-/// fail the memory limit with a clear error instead of overflowing.
-func bytes(_ factors: Int...) -> Int {
-  var r = 1
-  for f in factors {
-    let (p, o) = r.multipliedReportingOverflow(by: max(f, 0))
-    if o { return Int.max }
-    r = p
-  }
-  return r
-}
-
-/// The sum of `terms`, saturating at `Int.max`.
-func total(_ terms: Int...) -> Int {
-  var r = 0
-  for t in terms {
-    let (s, o) = r.addingReportingOverflow(t)
-    if o { return Int.max }
-    r = s
-  }
-  return r
-}
-
 /// Workspace a kernel needs, in bytes.
 struct WorkspaceNeeds {
   /// Allocated once per call (e.g. a symmetrised copy of Q).

@@ -70,10 +70,3 @@ public func weightedSum<T: KernelScalar>(
     for j in 0..<d { out[i, j] = T(total[i * d + j]) }
   }
 }
-
-/// Packs a strided block row-major into `buffer` and returns it as a BLAS operand.
-@inline(__always)
-func packed<T: KernelScalar>(_ x: StridedMatrix<T>, into buffer: Workspace<T>) -> BLASOperand<T> {
-  packRows(x, into: buffer.pointer, center: nil)
-  return BLASOperand(pointer: UnsafePointer(buffer.pointer), rowMajor: true, ld: max(1, x.cols))
-}

@@ -32,7 +32,7 @@ typealias Accumulator = Workspace<Double>
 /// Swift arrays (of per-component views and buffers) stop the process when an allocation
 /// fails; before building arrays whose size grows with the number of components, a kernel
 /// probes for their memory with an allocation that can fail, and throws instead.
-public func probeAllocation(_ bytes: Int) throws(KernelError) {
+package func probeAllocation(_ bytes: Int) throws(KernelError) {
   var raw: UnsafeMutableRawPointer?
   guard bytes > 0 else { return }
   guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
