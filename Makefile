@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both do all set-up first.
 SHELL := /bin/bash
 PYTHON ?= python3
-export PYTHONPATH := $(CURDIR)/python
+export PYTHONPATH := $(CURDIR)/python:$(CURDIR)
 ARGS ?=
 
 .PHONY: setup demo test bench
@@ -10,11 +10,11 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(PYTHON) -m gmmkernels.demo $(ARGS)
+	$(PYTHON) -m benchmarks.demo $(ARGS)
 
 bench: setup
-	$(PYTHON) -m gmmkernels.bench $(ARGS)
+	$(PYTHON) -m benchmarks $(ARGS)
 
 test: setup
-	swift test 2>&1 | tail -n 25; exit $${PIPESTATUS[0]}
+	bash scripts/swift-test.sh
 	$(PYTHON) -m pytest -q python/tests

@@ -1,4 +1,4 @@
-"""Data files for the demo and the benchmark: a memmap'd X on disk, made with bounded memory.
+"""Data files for the demo and the benchmarks: a memmap'd X on disk, made with bounded memory.
 
 The file is raw C-order data (what ``np.memmap`` and ``ndarray.tofile`` read and write),
 written chunk by chunk so that making a 7 GB X needs only one chunk of RAM.
@@ -16,15 +16,6 @@ CHUNK_BYTES = 64 << 20
 def nbytes(shape, dtype):
     """Size in bytes of a C-order array of `shape` and `dtype`."""
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-
-
-def format_bytes(b):
-    """Bytes for people: "512 B", "1.5 MiB", "6.7 GiB"."""
-    b = float(b)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(b) < 1024 or unit == "TiB":
-            return ("%.0f %s" if unit == "B" else "%.1f %s") % (b, unit)
-        b /= 1024
 
 
 def free_bytes(directory):

@@ -1,6 +1,6 @@
 """Demo: the E-step and M-step products on a memmap'd X at the scale where numpy hits a wall.
 
-    python -m gmmkernels.demo [--n 1000000] [--d 900] [--dtype float64] [--dir DIR] [--keep] [--cold]
+    python -m benchmarks.demo [--n 1000000] [--d 900] [--dtype float64] [--dir DIR] [--keep] [--cold]
 
 Writes X of shape (n, d) to a file (default 1,000,000 × 900 float64 = 7.2 GB), makes a
 random SPD Q and weights w with 30% zeros, and runs side by side:
@@ -18,7 +18,7 @@ memmap file of clustered data ([200000, 64], 16 components by default), showing 
 progress, and prints the fitted model's summary and time beside scikit-learn's
 GaussianMixture started from the same draws, when scikit-learn is installed.
 The naive one-liners are not run here: at this size their temporaries alone are as large
-as X or twice as large (see ``python -m gmmkernels.bench`` for them at smaller n).
+as X or twice as large (see ``python -m benchmarks`` for them at smaller n).
 """
 import argparse
 import os
@@ -31,9 +31,9 @@ import numpy as np
 
 import gmmkernels
 
-from . import _datafiles, baselines
-from ._datafiles import format_bytes
-from ._measure import timed
+from . import baselines, datafiles
+from .common import format_bytes, max_rel_diff
+from .measure import timed
 
 #: Disk kept free beside X.
 DISK_MARGIN = 256 << 20
@@ -60,12 +60,12 @@ def _write_progress(n, show):
 def _data_file(args, dtype):
     """The path of X's file, made (or reused, when kept from an earlier run) at args' shape."""
     n, d = args.n, args.d
-    size = _datafiles.nbytes((n, d), dtype)
+    size = datafiles.nbytes((n, d), dtype)
     path = os.path.join(args.dir, "gmmkernels-demo-X-%dx%d-%s.dat" % (n, d, dtype.name))
     if os.path.isfile(path) and os.path.getsize(path) == size:
         print("reusing %s (%s)" % (path, format_bytes(size)))
         return path
-    free = _datafiles.free_bytes(args.dir)
+    free = datafiles.free_bytes(args.dir)
     if size + DISK_MARGIN > free:
         print("Not enough disk space for X in %s: X needs %s (plus %s to spare), only %s is free.\n"
               "Choose a directory on a larger disk with --dir, or a smaller X, e.g. --n %d."
@@ -77,7 +77,7 @@ def _data_file(args, dtype):
     update, close = _write_progress(n, args.progress)
     t0 = time.perf_counter()
     try:
-        _datafiles.make_data_file(path, (n, d), dtype, seed=0, progress=update)
+        datafiles.make_data_file(path, (n, d), dtype, seed=0, progress=update)
     except BaseException:
         close()
         if os.path.exists(path):
@@ -99,7 +99,7 @@ def _physical_memory():
 def _open(path, n, d, dtype, cold):
     """A read-only memmap of X; with `cold`, the file's pages are dropped from the cache first."""
     if cold:
-        _datafiles.evict(path)
+        datafiles.evict(path)
     return np.memmap(path, dtype=dtype, mode="r", shape=(n, d))
 
 
@@ -109,15 +109,6 @@ def _run(label, fn, X, path, args, dtype, operand, **kwargs):
         X = _open(path, args.n, args.d, dtype, cold=True)
     print("  %s ..." % label, flush=True)
     return timed(fn, X, operand, repeat=1, **kwargs)
-
-
-def max_rel_diff(a, ref):
-    """max |a − ref| / max |ref|."""
-    a = np.asarray(a, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-    diff = float(np.max(np.abs(a - ref))) if ref.size else 0.0
-    return diff / scale if scale > 0 else diff
 
 
 def main(argv=None):
@@ -139,7 +130,7 @@ def _clustered_file(path, n, d, k, dtype, seed=0):
     centers = rng.normal(scale=4.0, size=(k, d))
     factors = rng.normal(scale=1.0 / np.sqrt(d), size=(k, d, d)) + np.eye(d)
     X = np.memmap(path, dtype=dtype, mode="w+", shape=(n, d))
-    chunk = max(1, _datafiles.CHUNK_BYTES // (d * 8))
+    chunk = max(1, datafiles.CHUNK_BYTES // (d * 8))
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
         labels = rng.integers(k, size=hi - lo)
@@ -152,10 +143,10 @@ def _clustered_file(path, n, d, k, dtype, seed=0):
 
 def mixture_demo(args):
     """Fits GaussianMixture on a memmap'd clustered X, beside scikit-learn's when installed."""
-    from ._measure import PeakMemory
+    from .measure import PeakMemory
 
     n, d, k, dtype = args.mixture_n, args.mixture_d, args.components, np.dtype(args.dtype)
-    size = _datafiles.nbytes((n, d), dtype)
+    size = datafiles.nbytes((n, d), dtype)
     path = os.path.join(args.dir, "gmmkernels-demo-mixture-%dx%d-%s.dat" % (n, d, dtype.name))
     print("Gaussian mixture: X %s x %d %s memmap (%s) from %d clusters; full covariances, "
           "init_params='random_from_data', max_iter=%d"
@@ -213,7 +204,7 @@ def mixture_demo(args):
 def kernels_demo(args):
     dtype = np.dtype(args.dtype)
     n, d = args.n, args.d
-    size = _datafiles.nbytes((n, d), dtype)
+    size = datafiles.nbytes((n, d), dtype)
     flops = float(n) * d * d
 
     print("gmmkernels %s, %d threads; %d CPUs; numpy %s"
@@ -221,7 +212,7 @@ def kernels_demo(args):
     print("X: %s x %s %s memmap, %s" % (f"{n:,}", f"{d:,}", dtype.name, format_bytes(size)))
     path = _data_file(args, dtype)
     try:
-        Q, w = _datafiles.random_operands(d, n, dtype, zero_fraction=0.3)
+        Q, w = datafiles.random_operands(d, n, dtype, zero_fraction=0.3)
         X = None
         ram = _physical_memory()
         if args.cold:
@@ -229,9 +220,9 @@ def kernels_demo(args):
         elif ram and size > ram:
             print("X is larger than RAM (%s): every call reads it from the disk" % format_bytes(ram))
         else:
-            read, seconds = _datafiles.warm(path)
+            read, seconds = datafiles.warm(path)
             X = _open(path, n, d, dtype, cold=False)
-            seconds += _datafiles.map_pages(X)
+            seconds += datafiles.map_pages(X)
             print("read X once into the page cache and mapped it (%s in %.1f s): the calls below compare compute"
                   % (format_bytes(read), seconds))
         print("Q: random SPD (%d, %d); w: %d weights, 30%% of them zero" % (d, d, n))
@@ -284,7 +275,7 @@ def print_table(rows, flops, size):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
-        prog="python -m gmmkernels.demo",
+        prog="python -m benchmarks.demo",
         description="gmmkernels.quadform and weighted_gram beside hand-blocked numpy on a memmap'd X.")
     p.add_argument("--n", type=int, default=1_000_000, help="rows of X (default 1000000)")
     p.add_argument("--d", type=int, default=900, help="columns of X (default 900)")

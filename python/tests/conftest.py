@@ -5,7 +5,7 @@ import zlib
 import numpy as np
 import pytest
 
-# The reference helpers live beside the tests (references.py).
+# The test-support package (support/: references, layouts, processes) lives beside the tests.
 sys.path.insert(0, os.path.dirname(__file__))
 
 

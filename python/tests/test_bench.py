@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 
-from gmmkernels import bench
+from benchmarks import cli as bench
+from benchmarks import datafiles
 
 
 def test_core_suite_runs_and_methods_agree(tmp_path, capsys):
@@ -65,7 +66,7 @@ def test_out_of_core_suite_checks_its_results_and_removes_its_file(tmp_path, cap
 
 
 def test_out_of_core_suite_refuses_a_file_the_disk_cannot_hold(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench._datafiles, "free_bytes", lambda directory: 1 << 20)
+    monkeypatch.setattr(datafiles, "free_bytes", lambda directory: 1 << 20)
     try:
         bench.main(["--kernels", "out-of-core", "--n", "3000", "--d", "48", "--dir", str(tmp_path), "--json", ""])
     except SystemExit as e:

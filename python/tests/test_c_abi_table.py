@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from gmmkernels import _library
-from test_fuzz import run_forked
+from support.processes import child_environment, run_forked
 
 LIB = _library._lib
 Array = _library._Array
@@ -405,8 +405,7 @@ def test_random_raw_descriptors_do_not_crash(tmp_path):
     # that one run lists every crashing call (up to MAX_CRASHES).
     script = tmp_path / "raw_fuzz.py"
     script.write_text(FUZZ_SCRIPT)
-    tests = Path(__file__).resolve().parent
-    env = dict(os.environ, PYTHONPATH="%s%s%s" % (tests.parent, os.pathsep, tests))
+    env = child_environment()
     crashes, start, summary = [], 0, []
     while start < FUZZ_CALLS and len(crashes) < MAX_CRASHES:
         proc = subprocess.run([sys.executable, str(script), str(FUZZ_SEED), str(start), str(FUZZ_CALLS)],

@@ -6,7 +6,8 @@ import threading
 import numpy as np
 
 import gmmkernels as gk
-from references import gram_error, quadform_error_spd, rtol, run_in_threads, spd
+from support.processes import run_in_threads
+from support.references import gram_error, quadform_error_spd, rtol, spd
 
 
 def test_concurrent_calls_with_different_thread_counts(rng):

@@ -19,6 +19,7 @@ import cloudpickle  # noqa: E402  (a dependency of distributed)
 import dask  # noqa: E402
 
 import gmmkernels as gk  # noqa: E402
+from gmmkernels import _dask_graph  # noqa: E402
 import gmmkernels.dask as gd  # noqa: E402
 from gmmkernels._kernels import mixture_pass  # noqa: E402
 
@@ -51,8 +52,8 @@ def spd(rng, d, k=None):
 
 def _worker_facts():
     import gmmkernels
-    import gmmkernels.dask as gd_worker
-    with gd_worker._kernel_threads(None) as t:
+    from gmmkernels import _dask_graph as graph_worker
+    with graph_worker.kernel_threads(None) as t:
         return str(gmmkernels.library_path), t, os.getpid()
 
 
@@ -68,12 +69,12 @@ def test_workers_load_the_library_and_use_their_one_thread(client):
 def test_thread_budget_is_shared_by_calls_running_at_once():
     # Outside a worker the budget is every CPU of the process; calls running together share it.
     budget = gk.default_threads()
-    with gd._kernel_threads(None) as first:
-        with gd._kernel_threads(None) as second:
+    with _dask_graph.kernel_threads(None) as first:
+        with _dask_graph.kernel_threads(None) as second:
             assert (first, second) == (budget, max(1, budget // 2))
-    with gd._kernel_threads(3) as explicit:
+    with _dask_graph.kernel_threads(3) as explicit:
         assert explicit == 3
-    assert gd._running == 0
+    assert _dask_graph._running == 0
 
 
 # --- results equal the in-memory kernels ----------------------------------------------------

@@ -1,5 +1,5 @@
 """The demo at a tiny size: both parts run, the results agree, and its files are removed."""
-from gmmkernels import demo
+from benchmarks import demo
 
 
 def test_demo_runs_agrees_and_cleans_up(tmp_path, capsys):

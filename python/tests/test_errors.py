@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import raises
+from support.references import raises
 
 
 def shape_text(shape):

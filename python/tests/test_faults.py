@@ -29,9 +29,10 @@ import pytest
 import gmmkernels as gk
 from gmmkernels import _library
 from gmmkernels._kernels import mixture_pass
+from support.processes import child_environment
 
 TESTS = Path(__file__).resolve().parent
-ENV = dict(os.environ, PYTHONPATH="%s%s%s" % (TESTS.parent, os.pathsep, TESTS))
+ENV = child_environment()
 
 
 def run_python(source, *args, timeout=300):

@@ -39,9 +39,7 @@ from numpy.lib.stride_tricks import as_strided
 
 import gmmkernels as gk
 from gmmkernels._kernels import mixture_pass
-from references import run_forked
-
-# --- settings ------------------------------------------------------------------------------
+from support.processes import run_forked
 
 # Examples per function and test in the ci profile (scaled by SCALE for the others).
 EXAMPLES = {

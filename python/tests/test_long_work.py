@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import run_in_threads
-from _helpers_many import (
+from support.processes import run_in_threads
+from support.references import (
     general_qs,
     gram_many_error,
     gram_many_reference,

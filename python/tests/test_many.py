@@ -5,18 +5,15 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import raises
-from _helpers_many import (
+from support.layouts import GuardedOut, in_layout, LAYOUTS, OUT_KINDS
+from support.references import (
     DTYPES,
-    LAYOUTS,
-    OUT_KINDS,
-    GuardedOut,
     general_qs,
     gram_many_error,
     gram_many_reference,
-    in_layout,
     quadform_many_error,
     quadform_many_reference,
+    raises,
     ratio,
     rtol,
     spd,

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import measured, raises
-from _helpers_many import DTYPES, LAYOUTS, OUT_KINDS, GuardedOut, in_layout, memmap_of, product_error, rtol, widened
+from support.layouts import GuardedOut, in_layout, LAYOUTS, memmap_of, OUT_KINDS
+from support.processes import measured
+from support.references import as_operand, DTYPES, product_error, raises, rtol
 
 MiB = 1 << 20
 
@@ -87,7 +88,7 @@ def test_memmap_a_and_out_b_converted(rng, tmp_path, dtype):
         assert C is out and C.dtype == dtype
         out.flush()
         back = np.fromfile(tmp_path / ("c%d.bin" % offset), dtype=dtype).reshape(n, m)
-        assert product_error(back, A0, widened(B, dtype)) <= rtol(dtype)
+        assert product_error(back, A0, as_operand(B, dtype)) <= rtol(dtype)
         assert np.array_equal(back, np.asarray(C))
 
 

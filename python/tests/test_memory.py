@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from gmmkernels._measure import rss_anon
-from references import DTYPES, check_layout_properties, in_layout, measured, run_forked, spd
+from benchmarks.measure import rss_anon
+from support.layouts import check_layout_properties, in_layout
+from support.processes import measured, run_forked
+from support.references import DTYPES, spd
 
 MiB = 1 << 20
 DEFAULT_LIMIT = 64 * MiB

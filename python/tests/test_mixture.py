@@ -14,7 +14,7 @@ import gmmkernels
 from gmmkernels import GaussianMixture, mixture
 from gmmkernels import _kmeans
 from gmmkernels._kernels import mixture_pass
-from references import blobs, given_inits
+from support.references import blobs, given_inits
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
@@ -164,7 +164,7 @@ def test_fit_predict_equals_predict_with_one_pass_per_iteration(monkeypatch):
         calls.append((X.shape[0], kwargs.get("scatter")))
         return mixture_pass(X, *args, **kwargs)
 
-    monkeypatch.setattr(mixture, "mixture_pass", counting)
+    monkeypatch.setattr(mixture._passes, "mixture_pass", counting)
     model = GaussianMixture(3, tol=1e-8, max_iter=30, **given_inits("full", centers))
     labels = model.fit_predict(X)
     em_passes = [c for c in calls if c[1] != "none"]
@@ -203,7 +203,7 @@ def test_m_step_identities_against_sklearns_m_step(covariance_type):
     resp /= resp.sum(axis=1, keepdims=True)
     centers = rng.normal(size=(3, 4)) * 2  # anywhere: the identities are exact
     stats = centred_statistics(X, resp, centers, covariance_type)
-    nk, means, covariances = mixture._estimate_gaussian_parameters(*stats, centers, 1e-6, covariance_type)
+    nk, means, covariances = mixture._numerics._estimate_gaussian_parameters(*stats, centers, 1e-6, covariance_type)
     nk_sk, means_sk, covariances_sk = sk_gm._estimate_gaussian_parameters(X, resp, 1e-6, covariance_type)
     assert_allclose(nk, nk_sk, rtol=1e-14)
     assert_allclose(means, means_sk, rtol=1e-12, atol=1e-13)
@@ -216,11 +216,11 @@ def test_pass_statistics_give_the_m_step(covariance_type):
     X, centers = blobs(n=500, seed=11)
     model = GaussianMixture(3, covariance_type=covariance_type, max_iter=0,
                             **given_inits(covariance_type, centers)).fit(X)
-    log_norm, mu, precisions = mixture._pass_operands(model.weights_, model.means_,
+    log_norm, mu, precisions = mixture._numerics._pass_operands(model.weights_, model.means_,
                                                       model.precisions_cholesky_, covariance_type, X.dtype)
     resp = np.empty((500, 3))
     ll, counts, first, second = mixture_pass(X, log_norm, mu, precisions,
-                                             scatter=mixture._SCATTER[covariance_type], resp_out=resp)
+                                             scatter=mixture._gaussian_mixture._SCATTER[covariance_type], resp_out=resp)
     reference = centred_statistics(X, resp, mu, covariance_type)
     for got, expected in zip((counts, first, second), reference):
         assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
@@ -251,7 +251,7 @@ def test_statistics_of_separated_components(d, dtype):
     for covariance_type in ("full", "tied"):
         ll, counts, first, second = mixture_pass(X, log_norm.astype(dtype), mu.astype(dtype),
                                                  precisions.astype(dtype),
-                                                 scatter=mixture._SCATTER[covariance_type])
+                                                 scatter=mixture._gaussian_mixture._SCATTER[covariance_type])
         want = centred_statistics(X64, resp, mu, covariance_type)
         rtol = 1e-10 if dtype == np.float64 or d <= 128 else 1e-5
         assert_allclose(ll, lse.sum(), rtol=rtol)
@@ -288,8 +288,8 @@ def test_solve_lower_against_inverse():
         a = rng.normal(size=(3, n, n))
         lower = np.linalg.cholesky(a @ np.swapaxes(a, 1, 2) + n * np.eye(n))
         rhs = rng.normal(size=(3, n, 4))
-        assert_allclose(mixture._solve_lower(lower, rhs), np.linalg.solve(lower, rhs), rtol=1e-10, atol=1e-12)
-        assert_allclose(mixture._solve_lower(lower[0], np.eye(n)), np.linalg.inv(lower[0]), rtol=1e-10, atol=1e-12)
+        assert_allclose(mixture._numerics._solve_lower(lower, rhs), np.linalg.solve(lower, rhs), rtol=1e-10, atol=1e-12)
+        assert_allclose(mixture._numerics._solve_lower(lower[0], np.eye(n)), np.linalg.inv(lower[0]), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -300,16 +300,16 @@ def test_cholesky_factors_and_log_det_like_sklearn(covariance_type):
     full = a @ np.swapaxes(a, 1, 2) + np.eye(d)
     covariances = {"full": full, "tied": full[0], "diag": rng.uniform(0.5, 2, (k, d)),
                    "spherical": rng.uniform(0.5, 2, k)}[covariance_type]
-    ours = mixture._compute_precision_cholesky(covariances, covariance_type)
+    ours = mixture._numerics._compute_precision_cholesky(covariances, covariance_type)
     theirs = sk_gm._compute_precision_cholesky(covariances, covariance_type)
     assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
-    precisions = mixture._precisions_from_cholesky(ours, covariance_type)
-    assert_allclose(mixture._compute_precision_cholesky_from_precisions(precisions, covariance_type),
+    precisions = mixture._numerics._precisions_from_cholesky(ours, covariance_type)
+    assert_allclose(mixture._numerics._compute_precision_cholesky_from_precisions(precisions, covariance_type),
                     sk_gm._compute_precision_cholesky_from_precisions(precisions, covariance_type, xp=np),
                     rtol=1e-10, atol=1e-12)
-    assert_allclose(mixture._covariances_from_precision_cholesky(ours, covariance_type), covariances,
+    assert_allclose(mixture._numerics._covariances_from_precision_cholesky(ours, covariance_type), covariances,
                     rtol=1e-10, atol=1e-12)
-    assert_allclose(mixture._compute_log_det_cholesky(ours, covariance_type, d),
+    assert_allclose(mixture._numerics._compute_log_det_cholesky(ours, covariance_type, d),
                     sk_gm._compute_log_det_cholesky(theirs, covariance_type, d), rtol=1e-12)
 
 
@@ -514,7 +514,7 @@ def test_predict_by_row_blocks(monkeypatch):
         rows.append(X.shape[0])
         return mixture_pass(X, *args, **kwargs)
 
-    monkeypatch.setattr(mixture, "mixture_pass", recording)
+    monkeypatch.setattr(mixture._passes, "mixture_pass", recording)
     labels = model.predict(X)
     assert max(rows) == 2400 // (8 * 4) and sum(rows) == 1000
     assert_array_equal(labels, np.argmax(model.predict_proba(X), axis=1))
@@ -710,7 +710,7 @@ sys.modules["sklearn"] = None  # makes every "import sklearn..." fail
 import numpy as np
 import gmmkernels
 from gmmkernels import mixture
-assert not mixture._HAVE_SKLEARN
+assert not mixture._fallbacks._HAVE_SKLEARN
 assert issubclass(mixture.ConvergenceWarning, UserWarning)
 assert issubclass(mixture.NotFittedError, ValueError)
 rng = np.random.RandomState(0)

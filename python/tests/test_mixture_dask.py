@@ -20,8 +20,8 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 import gmmkernels  # noqa: E402
 import gmmkernels.dask as gd  # noqa: E402
 from gmmkernels import GaussianMixture, mixture  # noqa: E402
-from gmmkernels._dask_passes import DaskPasses  # noqa: E402
-from references import blobs, given_inits  # noqa: E402
+from gmmkernels.mixture._dask_passes import DaskPasses  # noqa: E402
+from support.references import blobs, given_inits  # noqa: E402
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 INIT_PARAMS = ["kmeans", "k-means++", "random", "random_from_data"]
@@ -70,13 +70,13 @@ def test_fit_from_given_parameters_equals_in_memory_fit(client, covariance_type,
 
     gd_mixture_pass = gd.mixture_pass
     monkeypatch.setattr(gd, "mixture_pass", counting)
-    monkeypatch.setattr(mixture, "mixture_pass", refused)
+    monkeypatch.setattr(mixture._passes, "mixture_pass", refused)
     on_dask = fit(Xd, **params)
     monkeypatch.undo()
 
     in_memory = fit(X, **params)
     assert on_dask.n_iter_ >= 3
-    assert passes == [mixture._SCATTER[covariance_type]] * on_dask.n_iter_
+    assert passes == [mixture._gaussian_mixture._SCATTER[covariance_type]] * on_dask.n_iter_
     assert_same_fit(on_dask, in_memory)
 
     # Scores are computed; per-row outputs are lazy dask arrays with X's row chunks.
@@ -102,7 +102,7 @@ def test_initialisations_draw_as_for_numpy(client, init_params, covariance_type)
     X, _ = blobs(n=3000, seed=2)
     params = dict(n_components=3, covariance_type=covariance_type, init_params=init_params,
                   max_iter=15, memory_limit=40_000)
-    assert mixture._kmeans.block_rows(40_000, 16 * 5 + 64) < 3000
+    assert gmmkernels._kmeans.block_rows(40_000, 16 * 5 + 64) < 3000
     streams = np.random.RandomState(7), np.random.RandomState(7)
     on_dask = fit(by_rows(X, 400), random_state=streams[0], **params)
     assert_same_fit(on_dask, fit(X, random_state=streams[1], **params))
@@ -129,7 +129,7 @@ def test_kmeans_plusplus_picks_the_same_rows(client):
     X, _ = blobs(n=1500, k=6, seed=4)
     w = np.random.RandomState(1).uniform(0, 2, size=1500)
     for weights in (None, w):
-        want = mixture._InMemoryPasses().kmeans_plusplus(X, 6, np.random.RandomState(5), weights)
+        want = mixture._passes._InMemoryPasses().kmeans_plusplus(X, 6, np.random.RandomState(5), weights)
         for rows in (1500, 128):
             passes = DaskPasses()
             dw = None if weights is None else passes.sample_weight(weights, by_rows(X, rows))[0]

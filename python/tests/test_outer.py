@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import raises
-from _helpers_many import DTYPES, OUT_KINDS, GuardedOut
-
-# One rounded product per entry: the result must equal numpy's exactly.
+from support.layouts import GuardedOut, OUT_KINDS
+from support.references import DTYPES, raises
 
 
 def reference(y, x, dtype):

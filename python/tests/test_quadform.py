@@ -4,13 +4,9 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import (
+from support.layouts import check_layout_properties, in_layout, IN_MEMORY_LAYOUTS, LAYOUTS, memmap_of
+from support.references import (
     DTYPES,
-    IN_MEMORY_LAYOUTS,
-    LAYOUTS,
-    check_layout_properties,
-    in_layout,
-    memmap_of,
     quadform_error_general,
     quadform_error_spd,
     quadform_reference,

@@ -4,17 +4,8 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import (
-    DTYPES,
-    IN_MEMORY_LAYOUTS,
-    LAYOUTS,
-    check_layout_properties,
-    gram_error,
-    gram_reference,
-    in_layout,
-    memmap_of,
-    rtol,
-)
+from support.layouts import check_layout_properties, in_layout, IN_MEMORY_LAYOUTS, LAYOUTS, memmap_of
+from support.references import DTYPES, gram_error, gram_reference, rtol
 
 
 def data(rng, n, d, dtype):

@@ -4,17 +4,8 @@ import numpy as np
 import pytest
 
 import gmmkernels as gk
-from references import raises
-from _helpers_many import (
-    DTYPES,
-    LAYOUTS,
-    OUT_KINDS,
-    GuardedOut,
-    in_layout,
-    rtol,
-    weighted_sum_error,
-    widened,
-)
+from support.layouts import GuardedOut, in_layout, LAYOUTS, OUT_KINDS
+from support.references import as_operand, DTYPES, raises, rtol, weighted_sum_error
 
 
 def data(rng, n, d, dtype):
@@ -190,4 +181,4 @@ def test_out_overlapping_inputs(rng):
     R = np.ones((6, 2))
     raises(ValueError, lambda: gk.weighted_sum(X, R, out=R.ravel()[:6].reshape(2, 3)), "out", "R")
     assert np.array_equal(R, np.ones((6, 2)))
-    assert weighted_sum_error(gk.weighted_sum(X, R), X, widened(R, X.dtype)) <= 1e-12
+    assert weighted_sum_error(gk.weighted_sum(X, R), X, as_operand(R, X.dtype)) <= 1e-12

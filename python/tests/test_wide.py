@@ -7,7 +7,9 @@ import pytest
 
 import gmmkernels as gk
 from gmmkernels._kernels import mixture_pass
-from references import DTYPES, gram_error, measured, memmap_of, rtol
+from support.layouts import memmap_of
+from support.processes import measured
+from support.references import DTYPES, gram_error, rtol
 
 DEFAULT_LIMIT = 64 << 20
 WIDTHS = [2500, 10000]

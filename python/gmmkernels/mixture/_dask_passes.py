@@ -1,4 +1,4 @@
-"""GaussianMixture's reads of a dask X: the methods of ``mixture._InMemoryPasses``, run by dask.
+"""GaussianMixture's reads of a dask X: the methods of ``_passes._InMemoryPasses``, run by dask.
 
 X is a dask array chunked by rows, with one chunk along the columns (dask.distributed runs
 the tasks on a cluster). Each EM iteration is one :func:`gmmkernels.dask.mixture_pass`: the
@@ -34,17 +34,20 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from . import _kmeans, mixture
-from . import dask as gd
-from ._kernels import weighted_sum
-from ._validation import FLOAT_DTYPES
+from .. import _kmeans
+from .. import _dask_graph as _graph
+from .. import dask as gd
+from .._kernels import weighted_sum
+from .._validation import FLOAT_DTYPES
+from ._checks import _check_sample_weight, _check_sizes
+from ._passes import _InMemoryPasses
 
 # Uniform numbers drawn at a time when the client steps the random stream past a block.
 _STREAM_STEP = 1 << 20
 
 
 class DaskPasses:
-    """The methods of ``mixture._InMemoryPasses`` for a dask X (see the module's notes).
+    """The methods of ``_passes._InMemoryPasses`` for a dask X (see the module's notes).
 
     ``threads`` is per task (default: the worker's share of its threads, as in
     :mod:`gmmkernels.dask`); ``memory_limit`` bounds each task's workspace.
@@ -53,7 +56,7 @@ class DaskPasses:
     def __init__(self, *, threads=None, memory_limit=None):
         self.threads = threads
         self.memory_limit = memory_limit
-        self.options = gd._options(threads, memory_limit)
+        self.options = _graph.kernel_options(threads, memory_limit)
 
     # -- checks -----------------------------------------------------------------------
 
@@ -73,8 +76,8 @@ class DaskPasses:
             # As scikit-learn converts: float32 stays, anything else becomes float64 (per block).
             single = X.dtype.kind == "f" and X.dtype.itemsize == 4
             X = X.astype(np.float32 if single else np.float64)
-        X = gd._data_matrix(X)
-        mixture._check_sizes(estimator, X.shape, reset)
+        X = _graph.data_matrix(X)
+        _check_sizes(estimator, X.shape, reset)
         return X
 
     def sample_weight(self, sample_weight, X):
@@ -84,7 +87,7 @@ class DaskPasses:
         if sample_weight is None:
             return None, n, n
         if not isinstance(sample_weight, da.Array):
-            w = mixture._check_sample_weight(sample_weight, n)
+            w = _check_sample_weight(sample_weight, n)
             positive, total = int(np.count_nonzero(w)), float(np.sum(w))
             return da.from_array(w, chunks=(X.chunks[0],)).persist(), positive, total
         w = sample_weight
@@ -98,7 +101,7 @@ class DaskPasses:
         if w.shape != (n,):
             raise ValueError("sample_weight.shape == %s, expected %s!" % (w.shape, (n,)))
         # Kept on the workers first, so that the checks and the fit read it once.
-        w = gd._row_operand(w, X, "sample_weight", 1).astype(np.float64).persist()
+        w = _graph.row_operand(w, X, "sample_weight", 1).astype(np.float64).persist()
         finite, negative, positive, total = dask.compute(
             da.isfinite(w).all(), (w < 0).any(), da.count_nonzero(w), w.sum())
         if not finite:
@@ -137,15 +140,15 @@ class DaskPasses:
             )
         log_norm, centers, precisions = operands
         # 'output' is a keyword of map_blocks itself.
-        keywords = dict(kernel=_block_row_outputs, what=output, log_norm=gd._shared(log_norm),
-                        centers=gd._shared(centers), precisions=gd._shared(precisions), **self.options)
+        keywords = dict(kernel=_block_row_outputs, what=output, log_norm=_graph.shared_operand(log_norm),
+                        centers=_graph.shared_operand(centers), precisions=_graph.shared_operand(precisions), **self.options)
         name = "gaussian_mixture-%s-%s" % (output, tokenize(X, keywords))
         if output == "resp":
             k = centers.shape[0]
-            return X.map_blocks(gd._block, chunks=(X.chunks[0], (k,)), dtype=X.dtype,
+            return X.map_blocks(_graph.run_block, chunks=(X.chunks[0], (k,)), dtype=X.dtype,
                                 meta=np.empty((0, 0), dtype=X.dtype), name=name, **keywords)
         dtype = np.dtype(np.intp) if output == "labels" else X.dtype
-        return X.map_blocks(gd._block, drop_axis=1, chunks=(X.chunks[0],), dtype=dtype,
+        return X.map_blocks(_graph.run_block, drop_axis=1, chunks=(X.chunks[0],), dtype=dtype,
                             meta=np.empty((0,), dtype=dtype), name=name, **keywords)
 
     # -- initialisation -----------------------------------------------------------------
@@ -157,7 +160,7 @@ class DaskPasses:
     def hard_statistics(self, X, centers, covariance_type, sample_weight=None):
         """Statistics of one-hot responsibilities at the nearest center, tree-reduced."""
         return self._reduce("hard_statistics", X, sample_weight=sample_weight,
-                            centers=gd._shared(centers), covariance_type=covariance_type)
+                            centers=_graph.shared_operand(centers), covariance_type=covariance_type)
 
     def uniform_statistics(self, X, random_state, centers, covariance_type, sample_weight=None):
         """Statistics of uniform responsibilities: numpy X's draws, made in each block's task.
@@ -180,7 +183,7 @@ class DaskPasses:
                 random_state.uniform(size=step.stop - step.start)
         return self._reduce("uniform_statistics", X, index=True, sample_weight=sample_weight,
                             states=dask.delayed(states, pure=True, traverse=False),
-                            centers=gd._shared(centers), covariance_type=covariance_type)
+                            centers=_graph.shared_operand(centers), covariance_type=covariance_type)
 
     def kmeans_centers(self, X, n_components, random_state, sample_weight=None, *, max_iter=300, tol=1e-4):
         """``_kmeans.kmeans_centers`` with the same draws: the subsample is gathered and
@@ -210,7 +213,7 @@ class DaskPasses:
         for _ in range(max_iter):
             sums, counts, changed, far_dist, far_ids = self._reduce(
                 "lloyd", X, index=True, sample_weight=sample_weight, combine=_combine_lloyd,
-                centers=gd._shared(centers), previous=gd._shared(previous))
+                centers=_graph.shared_operand(centers), previous=_graph.shared_operand(previous))
             new_centers, moved = _kmeans.next_centers(centers, sums, counts, far_dist, far_ids,
                                                       lambda ids: _kmeans.as_float64(self.rows(X, ids)))
             shift = float(np.sum((new_centers - centers) ** 2))
@@ -236,7 +239,7 @@ class DaskPasses:
             np.clip(candidate_ids, None, n - 1, out=candidate_ids)
             candidates = _kmeans.as_float64(self.rows(X, candidate_ids))
             candidates_pot = self._reduce("kmeans_plusplus", X, rows={"closest": closest},
-                                          sample_weight=sample_weight, points=gd._shared(candidates))
+                                          sample_weight=sample_weight, points=_graph.shared_operand(candidates))
             best = int(np.argmin(candidates_pot))
             current_pot = candidates_pot[best]
             closest = self._closest(X, candidates[best:best + 1], closest)
@@ -247,9 +250,9 @@ class DaskPasses:
         """``min(closest, ‖x_i − p‖²)`` over ``points`` for every row, a float64 dask array with
         X's row chunks kept on the workers."""
         args = [X, "ij"] + ([] if closest is None else [closest, "i"])
-        keywords = dict(kernel=_block_closest, points=gd._shared(points), **self.options)
+        keywords = dict(kernel=_block_closest, points=_graph.shared_operand(points), **self.options)
         name = "gaussian_mixture-closest-%s" % tokenize(X, closest, keywords)
-        return da.blockwise(gd._block, "i", *args, name=name, dtype=np.float64, meta=np.empty((0,)),
+        return da.blockwise(_graph.run_block, "i", *args, name=name, dtype=np.float64, meta=np.empty((0,)),
                             concatenate=True, **keywords).persist()
 
     def _search_cumsum(self, closest, sample_weight, targets):
@@ -278,7 +281,7 @@ class DaskPasses:
 
     # -- map and reduce over the row blocks -------------------------------------------------
 
-    def _reduce(self, method, X, *, rows=None, index=False, sample_weight=None, combine=gd._add, **keywords):
+    def _reduce(self, method, X, *, rows=None, index=False, sample_weight=None, combine=_graph.add_parts, **keywords):
         """``_BLOCK_METHODS[method]`` on every row block of X, combined by a tree of ``combine``
         (``split_every`` 4); returns the combined result, computed.
 
@@ -292,17 +295,17 @@ class DaskPasses:
             rows["sample_weight"] = sample_weight
         keywords = dict(kernel=_BLOCK_METHODS[method], row_names=tuple(rows), **keywords, **self.options)
         token = tokenize(method, X, rows, keywords)
-        blocks = gd._per_block(gd._block, "gaussian_mixture-%s-block-%s" % (method, token), X,
+        blocks = _graph.per_block(_graph.run_block, "gaussian_mixture-%s-block-%s" % (method, token), X,
                                list(rows.values()), keywords)
         name = "gaussian_mixture-%s-%s" % (method, token)
-        tree = gd._array(name, gd._tree_sum(blocks, gd.DEFAULT_SPLIT_EVERY, name, combine=combine), blocks, (), object)
+        tree = _graph.graph_array(name, _graph.tree_sum(blocks, _graph.DEFAULT_SPLIT_EVERY, name, combine=combine), blocks, (), object)
         return tree.to_delayed().item().compute()
 
 
 # MARK: tasks (each runs on one row block; row operands arrive in the order of row_names)
 
 def _in_memory(threads, memory_limit):
-    return mixture._InMemoryPasses(threads=threads, memory_limit=memory_limit)
+    return _InMemoryPasses(threads=threads, memory_limit=memory_limit)
 
 
 def _named(row_names, row_blocks):

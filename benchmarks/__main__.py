@@ -1,0 +1,4 @@
+"""``python -m benchmarks``: see :mod:`benchmarks.cli`."""
+from .cli import main
+
+main()

@@ -1,0 +1,337 @@
+"""The Gaussian mixture estimator: its parameters, initialisation and EM step per covariance type,
+and the choice of the number of components."""
+import numbers
+
+import numpy as np
+
+from .. import _kmeans
+from ._base import BaseMixture
+from ._checks import (
+    _check_integer, _check_means, _check_option, _check_precisions, _check_random_state, _check_real,
+    _check_weights,
+)
+from ._fallbacks import InvalidParameterError
+from ._numerics import (
+    _compute_precision_cholesky, _compute_precision_cholesky_from_precisions, _covariances_from_precision_cholesky,
+    _estimate_gaussian_parameters, _pass_operands, _precisions_from_cholesky, _tied_covariance_of_all_rows,
+)
+from ._passes import _one_hot_statistics
+
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+# The second moment the fused pass accumulates for each covariance type.
+_SCATTER = {"full": "full", "tied": "tied", "diag": "diagonal", "spherical": "diagonal"}
+
+
+class GaussianMixture(BaseMixture):
+    """Gaussian mixture fitted by EM, one pass over X per iteration.
+
+    scikit-learn's ``sklearn.mixture.GaussianMixture`` (same parameters, attributes and
+    numerics), on gmmkernels' fused pass: X may be an ``np.memmap`` larger than RAM.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Convergence threshold on the change of the lower bound (the mean log-likelihood).
+    reg_covar : float, default=1e-6
+        Added to the diagonal of the covariances.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Initialisations tried; the one with the largest lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+    weights_init : array-like of shape (n_components,), default=None
+    means_init : array-like of shape (n_components, n_features), default=None
+    precisions_init : array-like, default=None
+        (n_components,) 'spherical', (n_features, n_features) 'tied',
+        (n_components, n_features) 'diag', (n_components, n_features, n_features) 'full'.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    threads : int, default=None
+        Threads of the kernels (default: every CPU this process may use).
+    memory_limit : int, default=None
+        Bytes of workspace of each kernel call and of the row blocks read by the
+        initialisation and by ``predict`` (default 64 MiB).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray
+        Shape as ``precisions_init``.
+    precisions_ : ndarray
+    precisions_cholesky_ : ndarray
+        Upper-triangular U with precision = U Uᵀ ('full', 'tied'); the square root of the
+        precisions ('diag', 'spherical').
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean (sample-weighted) log-likelihood of the training data at the best fit's last E-step.
+    lower_bounds_ : list of float
+        The lower bound of every iteration of the best fit (set when the installed
+        scikit-learn sets it, and without scikit-learn).
+    n_features_in_ : int
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+        threads=None,
+        memory_limit=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.threads = threads
+        self.memory_limit = memory_limit
+
+    def _check_params(self):
+        """Types and ranges of the constructor parameters (scikit-learn's constraints)."""
+        _check_integer(self, "n_components", 1)
+        _check_option(self, "covariance_type", _COVARIANCE_TYPES)
+        _check_real(self, "tol", 0.0)
+        _check_real(self, "reg_covar", 0.0)
+        _check_integer(self, "max_iter", 0)
+        _check_integer(self, "n_init", 1)
+        _check_option(self, "init_params", _INIT_PARAMS)
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.RandomState)
+                or (isinstance(rs, numbers.Integral) and not isinstance(rs, (bool, np.bool_))
+                    and 0 <= rs <= 2**32 - 1)):
+            raise InvalidParameterError(
+                "The 'random_state' parameter of %s must be an int in the range [0, 4294967295], "
+                "an instance of 'numpy.random.mtrand.RandomState' or None. Got %r instead."
+                % (type(self).__name__, rs)
+            )
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise InvalidParameterError(
+                "The 'warm_start' parameter of %s must be an instance of 'bool'. Got %r instead."
+                % (type(self).__name__, self.warm_start)
+            )
+        if not isinstance(self.verbose, (numbers.Integral, bool, np.bool_)) or self.verbose < 0:
+            raise InvalidParameterError(
+                "The 'verbose' parameter of %s must be an int in the range [0, inf) or a bool. "
+                "Got %r instead." % (type(self).__name__, self.verbose)
+            )
+        _check_integer(self, "verbose_interval", 1)
+        _check_integer(self, "threads", 1, allow_none=True)
+        _check_integer(self, "memory_limit", 1, allow_none=True)
+
+    def _check_initial_parameters(self, n_features):
+        """The validated (weights_init, means_init, precisions_init), float64 or None."""
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = _check_weights(self.weights_init, self.n_components)
+        if self.means_init is not None:
+            means = _check_means(self.means_init, self.n_components, n_features)
+        if self.precisions_init is not None:
+            precisions = _check_precisions(self.precisions_init, self.covariance_type,
+                                           self.n_components, n_features)
+        return weights, means, precisions
+
+    def _initial_statistics(self, passes, X, sample_weight, random_state):
+        """Statistics (N, S1, S2, centers) of the responsibilities ``init_params`` gives."""
+        n, _ = X.shape
+        k = self.n_components
+        if self.init_params == "kmeans":
+            centers = passes.kmeans_centers(X, k, random_state, sample_weight)
+            stats = passes.hard_statistics(X, centers, self.covariance_type, sample_weight)
+            return tuple(stats) + (centers,)
+        if self.init_params == "random":
+            # Reference point of the statistics: the mean of the first block (any point
+            # near the data avoids cancellation; all components start near the data mean).
+            head_rows = slice(0, _kmeans.block_rows(self.memory_limit, 16 * X.shape[1]))
+            head = _kmeans.as_float64(passes.rows(X, head_rows))
+            w_head = None if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, head_rows))
+            if w_head is None or not np.any(w_head > 0):
+                reference = head.mean(axis=0)
+            else:
+                reference = w_head @ head / w_head.sum()
+            centers = np.tile(reference, (k, 1))
+            stats = passes.uniform_statistics(X, random_state, centers, self.covariance_type, sample_weight)
+            return tuple(stats) + (centers,)
+        if self.init_params == "random_from_data":
+            if sample_weight is None:
+                indices = random_state.choice(n, size=k, replace=False)
+            else:
+                positive = np.flatnonzero(passes.rows(sample_weight, slice(None)) > 0)
+                indices = positive[random_state.choice(positive.shape[0], size=k, replace=False)]
+        else:  # "k-means++"
+            indices = passes.kmeans_plusplus(X, k, random_state, sample_weight)
+        return _one_hot_statistics(passes, X, indices, self.covariance_type, sample_weight)
+
+    def _initialize_parameters(self, passes, X, sample_weight, total_weight, random_state, initial):
+        """Initial (weights, means, covariances, precisions_cholesky)."""
+        weights_init, means_init, precisions_init = initial
+        weights = means = covariances = None
+        if weights_init is None or means_init is None or precisions_init is None:
+            counts, first, second, centers = self._initial_statistics(passes, X, sample_weight, random_state)
+            nk, means, covariances = _estimate_gaussian_parameters(
+                counts, first, second, centers, self.reg_covar, self.covariance_type)
+            if self.covariance_type == "tied" and self.init_params in ("k-means++", "random_from_data"):
+                covariances = _tied_covariance_of_all_rows(passes.gram(X, sample_weight), nk, means,
+                                                           self.reg_covar)
+            weights = nk / total_weight
+        if weights_init is not None:
+            weights = weights_init
+        if means_init is not None:
+            means = means_init
+        if precisions_init is None:
+            precisions_chol = _compute_precision_cholesky(covariances, self.covariance_type,
+                                                          X.dtype == np.float32)
+        else:
+            precisions_chol = _compute_precision_cholesky_from_precisions(precisions_init,
+                                                                          self.covariance_type)
+            covariances = _covariances_from_precision_cholesky(precisions_chol, self.covariance_type)
+        return weights, means, covariances, precisions_chol
+
+    def _em_iteration(self, passes, X, sample_weight, state):
+        """One E-step and M-step: one pass over X.
+
+        ``state`` is a list holding the parameters; they are taken out of it and let go
+        once the pass has read them. Returns the (weighted) log-likelihood at those
+        parameters and the new parameters.
+        """
+        weights, means, _, precisions_chol = state.pop()
+        log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol,
+                                                       self.covariance_type, X.dtype)
+        del precisions_chol
+        log_likelihood, counts, first, second = passes.mixture_pass(
+            X, (log_norm, centers, precisions), _SCATTER[self.covariance_type], sample_weight)
+        del precisions  # K·d² at most: not needed for the M-step
+        nk, means, covariances = _estimate_gaussian_parameters(
+            counts, first, second, centers.astype(np.float64), self.reg_covar, self.covariance_type)
+        weights = nk / np.sum(nk)
+        precisions_chol = _compute_precision_cholesky(covariances, self.covariance_type,
+                                                      X.dtype == np.float32)
+        return log_likelihood, (weights, means, covariances, precisions_chol)
+
+    def _get_parameters(self):
+        return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
+
+    def _set_parameters(self, params):
+        self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
+        self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+
+    def _n_parameters(self):
+        """Number of free parameters of the model."""
+        _, n_features = self.means_.shape
+        if self.covariance_type == "full":
+            cov_params = self.n_components * n_features * (n_features + 1) / 2.0
+        elif self.covariance_type == "diag":
+            cov_params = self.n_components * n_features
+        elif self.covariance_type == "tied":
+            cov_params = n_features * (n_features + 1) / 2.0
+        else:
+            cov_params = self.n_components
+        mean_params = n_features * self.n_components
+        return int(cov_params + mean_params + self.n_components - 1)
+
+    def _operands(self, dtype):
+        """The fitted parameters as :func:`mixture_pass` takes them, in X's dtype."""
+        return _pass_operands(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, dtype)
+
+    def sample(self, n_samples=1):
+        """Draw samples from the fitted mixture (scikit-learn's draws, from ``random_state``).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        self._check_is_fitted()
+        if n_samples < 1:
+            raise ValueError(
+                "Invalid value for 'n_samples': %d . The sampling requires at "
+                "least one sample." % n_samples
+            )
+        _, n_features = self.means_.shape
+        rng = _check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        if self.covariance_type == "full":
+            X = np.vstack([
+                rng.multivariate_normal(mean, covariance, int(sample))
+                for (mean, covariance, sample) in zip(self.means_, self.covariances_, n_samples_comp)
+            ])
+        elif self.covariance_type == "tied":
+            X = np.vstack([
+                rng.multivariate_normal(mean, self.covariances_, int(sample))
+                for (mean, sample) in zip(self.means_, n_samples_comp)
+            ])
+        else:
+            X = np.vstack([
+                mean + rng.standard_normal(size=(sample, n_features)) * np.sqrt(covariance)
+                for (mean, covariance, sample) in zip(self.means_, self.covariances_, n_samples_comp)
+            ])
+        y = np.concatenate([np.full(sample, j, dtype=np.int64) for j, sample in enumerate(n_samples_comp)])
+        return X.astype(np.float64, copy=False), y
+
+
+def select_n_components(X, n_components_range, *, criterion="bic", sample_weight=None, **params):
+    """Fit a :class:`GaussianMixture` for each number of components and score it.
+
+    Each fit costs its EM passes plus one scoring pass over X for the criterion.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_components_range : iterable of int
+    criterion : {'bic', 'aic'}, default='bic'
+        With ``sample_weight``, the log-likelihood is weighted and BIC's sample count is
+        ``sum(sample_weight)``.
+    sample_weight : array-like of shape (n_samples,), optional
+    **params
+        Other :class:`GaussianMixture` parameters (covariance_type, random_state, ...).
+
+    Returns
+    -------
+    best : GaussianMixture
+        The fitted model of lowest criterion.
+    scores : ndarray of shape (len(n_components_range),)
+        The criterion of each model, in the order of ``n_components_range``.
+    """
+    if criterion not in ("bic", "aic"):
+        raise ValueError("criterion must be 'bic' or 'aic', got %r" % (criterion,))
+    n_components_range = list(n_components_range)
+    if not n_components_range:
+        raise ValueError("n_components_range is empty")
+    scores = np.empty(len(n_components_range))
+    best = None
+    for i, n_components in enumerate(n_components_range):
+        model = GaussianMixture(n_components=n_components, **params)
+        model.fit(X, sample_weight=sample_weight)
+        scores[i] = model._information_criterion(X, criterion, sample_weight)
+        if best is None or scores[i] < scores[:i].min():
+            best = model
+    return best, scores
