@@ -32,7 +32,7 @@ import numpy as np
 import gmmkernels
 
 from . import baselines, datafiles
-from .common import format_bytes, max_rel_diff
+from .common import format_bytes, max_rel_diff, total_ram
 from .measure import timed
 
 #: Disk kept free beside X.
@@ -87,13 +87,6 @@ def _data_file(args, dtype):
     seconds = time.perf_counter() - t0
     print("  written in %.1f s (%.0f MB/s)" % (seconds, size / seconds / 1e6))
     return path
-
-
-def _physical_memory():
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 def _open(path, n, d, dtype, cold):
@@ -214,7 +207,7 @@ def kernels_demo(args):
     try:
         Q, w = datafiles.random_operands(d, n, dtype, zero_fraction=0.3)
         X = None
-        ram = _physical_memory()
+        ram = total_ram()
         if args.cold:
             print("cold: X's pages are dropped from the page cache before each call, so each reads the disk")
         elif ram and size > ram:

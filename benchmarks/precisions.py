@@ -11,11 +11,7 @@ from .common import PairedGemm, _data_file_path, format_bytes, format_seconds, m
 from .wide import _wide_call
 
 
-#: The workload the project started from: hundreds of precision matrices against one memmap'd X.
-PRECISIONS_SUITE = "precisions"
-
 PRECISIONS_SIZE = (100_000, 900)
-
 PRECISIONS_COMPONENTS = 200
 
 def run_precisions(args):

@@ -14,7 +14,7 @@ def test_demo_runs_agrees_and_cleans_up(tmp_path, capsys):
 
 
 def test_demo_says_when_x_is_larger_than_ram(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo, "_physical_memory", lambda: 1 << 16)
+    monkeypatch.setattr(demo, "total_ram", lambda: 1 << 16)
     demo.main(["--n", "2000", "--d", "16", "--dir", str(tmp_path), "--skip-mixture"])
     printed = capsys.readouterr().out
     assert "X is larger than RAM" in printed and "read X once into the page cache" not in printed
