@@ -97,12 +97,16 @@ def _seconds(fn, *args):
     fn(*args)
     return time.perf_counter() - t0
 
+def check_disk_space(directory, size, flags, spare=256 << 20):
+    """Exits with a message naming `flags` unless `directory` has `size` bytes plus `spare` free."""
+    free = datafiles.free_bytes(directory)
+    if size + spare > free:
+        raise SystemExit("not enough disk space in %s: need %s plus %s to spare, %s free; use --dir or a smaller %s"
+                         % (directory, format_bytes(size), format_bytes(spare), format_bytes(free), flags))
+
 def _data_file_path(directory, size, dtype, flags):
     """A new temporary file in `directory` for `size` bytes, after checking the free space."""
-    free = datafiles.free_bytes(directory)
-    if size + (256 << 20) > free:
-        raise SystemExit("not enough disk space in %s: need %s, %s free; use --dir or a smaller %s"
-                         % (directory, format_bytes(size), format_bytes(free), flags))
+    check_disk_space(directory, size, flags)
     fd, path = tempfile.mkstemp(prefix="gmmkernels-bench-", suffix="." + np.dtype(dtype).name, dir=directory)
     os.close(fd)
     return path

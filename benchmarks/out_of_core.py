@@ -9,7 +9,7 @@ import gmmkernels
 
 from . import datafiles
 from .common import (
-    CORE_MEMORY_TARGET, PairedGemm, _verdict, format_bytes, format_seconds, max_rel_diff, total_ram,
+    CORE_MEMORY_TARGET, PairedGemm, _verdict, check_disk_space, format_bytes, format_seconds, max_rel_diff, total_ram,
 )
 from .measure import PeakMemory
 
@@ -54,11 +54,7 @@ def run_out_of_core(args):
     if os.path.isfile(path) and os.path.getsize(path) == size:
         print("reusing %s" % path)
     else:
-        free = datafiles.free_bytes(directory)
-        if size + (1 << 30) > free:
-            raise SystemExit("not enough disk space in %s for the out-of-core suite: X needs %s plus 1 GiB to "
-                             "spare, %s is free; use --dir, or a smaller --n" % (directory, format_bytes(size),
-                                                                                  format_bytes(free)))
+        check_disk_space(directory, size, "--n", spare=1 << 30)
         t0 = time.perf_counter()
         datafiles.make_data_file(path, (n, d), dtype, seed=21, mean=2.0)
         seconds = time.perf_counter() - t0

@@ -37,6 +37,8 @@ final class GramSink<T: KernelScalar> {
   private let tile: Workspace<T>?
   /// Per `.output` destination taking tiles: the rounding errors of the diagonal's sums (d each).
   private let diagonalErrors: Accumulator?
+  /// Whether the destinations were cleared.
+  private var started = false
   /// Threads that add a tile into its destination (BLAS has them while it forms the tile).
   private let threads: Int
 
@@ -82,7 +84,7 @@ final class GramSink<T: KernelScalar> {
     tiles(destinations) ? gramTiledBlockRows : gramSinkBlockRows
   }
 
-  /// Sinks that start from zero (the destinations are cleared here).
+  /// Sinks that start from zero (the destinations are cleared before the first block adds).
   init(_ destinations: [GramDestination<T>], d: Int, threads: Int = 1) throws(KernelError) {
     self.d = d
     self.threads = max(1, threads)
@@ -97,6 +99,13 @@ final class GramSink<T: KernelScalar> {
     } else {
       diagonalErrors = nil
     }
+  }
+
+  /// Clears the destinations, on the first block's `add` (so that a call cancelled before
+  /// its first block leaves them as they were) or in `finish`.
+  private func startIfNeeded() {
+    if started { return }
+    started = true
     for (dest, direct) in zip(destinations, direct) {
       if let direct {
         for i in 0..<d { (direct.pointer + i * direct.ld).update(repeating: 0, count: i + 1) }
@@ -115,6 +124,7 @@ final class GramSink<T: KernelScalar> {
 
   /// G_j += alpha · Zᵀ Z for the k × d block `z`.
   func add(_ j: Int, _ z: BLASOperand<T>, rows k: Int, alpha: T) {
+    startIfNeeded()
     guard k > 0 else { return }
     if let target = direct[j] {
       T._syrkLower(
@@ -192,6 +202,7 @@ final class GramSink<T: KernelScalar> {
   /// Writes the accumulated matrices: an `.output` in full, a `.double`'s upper triangle
   /// mirrored from its lower one.
   func finish() {
+    startIfNeeded()
     for j in 0..<destinations.count {
       if let target = direct[j] {
         // Only Double is written directly.

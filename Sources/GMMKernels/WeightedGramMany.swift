@@ -67,9 +67,7 @@ public func weightedGramMany<T: KernelScalar>(
     if direct && w == 0 {
       for o in out {
         let op = o.blasOperand!
-        let p = UnsafeMutableRawPointer(mutating: op.pointer).assumingMemoryBound(to: Double.self)
-        for i in 0..<d { (p + i * op.ld).update(repeating: 0, count: d) }
-        mine.append((p, op.ld))
+        mine.append((UnsafeMutableRawPointer(mutating: op.pointer).assumingMemoryBound(to: Double.self), op.ld))
       }
     } else {
       let acc = try Accumulator(count: k * d * d)
@@ -90,7 +88,15 @@ public func weightedGramMany<T: KernelScalar>(
     if blockProduct > 0 { products.append(try Workspace<T>(count: d * d)) }
   }
 
+  // Worker 0 clears `out` before its first block (only it writes there, until the final
+  // sum), so that a call cancelled before any block leaves `out` as it was.
+  var outCleared = !direct
+  func clearOut() {
+    for (p, ld) in sums[0] { for i in 0..<d { (p + i * ld).update(repeating: 0, count: d) } }
+    outCleared = true
+  }
   try plan.run(rows: n, options: options, reproducible: true) { w, rows in
+    if w == 0 && !outCleared { clearOut() }
     for j in 0..<k {
       let acc = sums[w][j]
       let g: UnsafeMutablePointer<T> =
@@ -104,6 +110,7 @@ public func weightedGramMany<T: KernelScalar>(
     }
   }
 
+  if !outCleared { clearOut() }  // no block ran
   // Sum the workers into the first and write out both triangles.
   for j in 0..<k {
     let first = sums[0][j]

@@ -9,11 +9,11 @@ final class Workspace<T: KernelScalar> {
   let count: Int
 
   init(count: Int) throws(KernelError) {
-    let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<T>.stride)
-    if overflow { throw .outOfMemory("could not allocate \(count) elements of workspace") }
+    let size = bytes(max(count, 1), MemoryLayout<T>.stride)
+    if size == Int.max { throw .outOfMemory("could not allocate \(count) elements of workspace") }
     var raw: UnsafeMutableRawPointer?
-    guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-      throw .outOfMemory("could not allocate \(bytes) bytes of workspace")
+    guard posix_memalign(&raw, 64, size) == 0, let raw else {
+      throw .outOfMemory("could not allocate \(size) bytes of workspace")
     }
     pointer = raw.bindMemory(to: T.self, capacity: max(count, 1))
     self.count = count

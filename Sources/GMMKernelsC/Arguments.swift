@@ -76,11 +76,11 @@ struct Arguments {
   func matrices<T: KernelScalar>(_: T.Type, _ a: ArrayPointer, _ name: String) throws(KernelError) -> [StridedMatrix<T>] {
     let v = try typed(a, name, ndim: 3)
     // The K views are workspace too (a zero first stride can make K huge at no size).
-    let viewBytes = Int(v.shape.0).multipliedReportingOverflow(by: MemoryLayout<StridedMatrix<T>>.stride)
-    guard !viewBytes.overflow && viewBytes.partialValue <= options.memoryLimit else {
+    let viewBytes = bytes(Int(v.shape.0), MemoryLayout<StridedMatrix<T>>.stride)
+    guard viewBytes <= options.memoryLimit else {
       throw .invalidArgument("\(name) holds \(v.shape.0) matrices: describing them exceeds memory_limit=\(options.memoryLimit) bytes")
     }
-    try probeAllocation(2 * viewBytes.partialValue)
+    try probeAllocation(bytes(2, viewBytes))
     return (0..<Int(v.shape.0)).map { makeMatrix(v, offset: $0 * Int(v.strides.0), dims: (1, 2)) }
   }
 

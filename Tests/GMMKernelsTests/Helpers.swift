@@ -138,6 +138,7 @@ protocol GuardedStorage {
   func snapshot() -> [UInt8]
   func unchanged(since snapshot: [UInt8]) -> Bool
   func onlyViewChanged() -> Bool
+  func untouched() -> Bool
 }
 
 extension TestMatrix: GuardedStorage {}

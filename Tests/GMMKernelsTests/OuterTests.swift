@@ -149,41 +149,4 @@ final class OuterTests: XCTestCase {
     }
     checkOuter(T.self, OuterCase(y: y.values, x: x.values), options: KernelOptions(threads: 2, memoryLimit: 8 * MemoryLayout<T>.stride))
   }
-
-  func testCancellation() {
-    cancellation(Float.self)
-    cancellation(Double.self)
-  }
-
-  private func cancellation<T: KernelScalar>(_: T.Type) {
-    var rng = SplitMix64(seed: 504)
-    // Rows of just over half a block: one row a block.
-    let m = outerBlockBytes / 2 / MemoryLayout<T>.stride + 1
-    let n = 5
-    let y = TestVector<T>(values: rng.uniform(count: n, -1, 1))
-    let x = TestVector<T>(values: rng.uniform(count: m, -1, 1))
-    defer { withExtendedLifetime((y, x)) {} }
-    for threads in [1, 2] {
-      let out = TestMatrix<T>(rows: n, cols: m)
-      defer { withExtendedLifetime(out) {} }
-      let error = thrownError { () throws(KernelError) in
-        try outer(y.view, x.view, out: out.view, options: KernelOptions(threads: threads, isCancelled: { true }))
-      }
-      XCTAssertEqual(error, .cancelled, "\(T.self) threads=\(threads)")
-      XCTAssertTrue(out.untouched(), "\(T.self) threads=\(threads): out written after a cancel before any block")
-
-      let polls = AtomicCounter()
-      let rows = AtomicCounter()
-      let options = KernelOptions(threads: threads, isCancelled: { polls.fetchAdd(1) >= 2 }, progress: { rows.add($0) })
-      let stopped = thrownError { () throws(KernelError) in try outer(y.view, x.view, out: out.view, options: options) }
-      XCTAssertEqual(stopped, .cancelled, "\(T.self) threads=\(threads)")
-      XCTAssertGreaterThan(rows.value, 0, "\(T.self) threads=\(threads): no block finished before the cancel")
-      XCTAssertLessThan(rows.value, n, "\(T.self) threads=\(threads): every row was written despite the cancel")
-      // The rows written are exactly the rows reported (a written row has no NaN).
-      var written = 0
-      for i in 0..<n where !out[i, 0].isNaN && !out[i, m - 1].isNaN { written += 1 }
-      XCTAssertEqual(written, rows.value, "\(T.self) threads=\(threads): rows written vs rows reported")
-      XCTAssertTrue(out.onlyViewChanged())
-    }
-  }
 }

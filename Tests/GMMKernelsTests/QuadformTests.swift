@@ -409,67 +409,6 @@ final class QuadformTests: XCTestCase {
     }
   }
 
-  func testCancellation() {
-    cancellation(Float.self)
-    cancellation(Double.self)
-  }
-
-  private func cancellation<T: KernelScalar>(_: T.Type) {
-    var rng = SplitMix64(seed: 9)
-    let (n, d) = (2000, 7)
-    let x = TestMatrix<T>(rows: n, cols: d, values: rng.uniform(count: n * d, -1, 1))
-    let q = TestMatrix<T>(rows: d, cols: d, values: rng.uniform(count: d * d, -1, 1))
-    defer { withExtendedLifetime((x, q)) {} }
-    let limit = smallQuadformLimit(d: d, elementSize: MemoryLayout<T>.stride)
-    for threads in [1, 2] {
-      // Cancelled before the first block: nothing is written.
-      let out = TestVector<T>(count: n)
-      defer { withExtendedLifetime(out) {} }
-      let error = thrownError { () throws(KernelError) in
-        try quadform(x.view, q.view, out: out.view, options: KernelOptions(threads: threads, memoryLimit: limit, isCancelled: { true }))
-      }
-      XCTAssertEqual(error, .cancelled, "\(T.self) threads=\(threads)")
-      XCTAssertTrue(out.untouched(), "\(T.self) threads=\(threads): out written after cancel before any block")
-
-      // Cancelled after a few blocks: the call stops early; the rows written are exactly
-      // the rows reported.
-      let partial = TestVector<T>(count: n)
-      defer { withExtendedLifetime(partial) {} }
-      let polls = AtomicCounter()
-      let rows = AtomicCounter()
-      let options = KernelOptions(
-        threads: threads, memoryLimit: limit, isCancelled: { polls.fetchAdd(1) >= 3 }, progress: { rows.add($0) })
-      let stopped = thrownError { () throws(KernelError) in
-        try quadform(x.view, q.view, out: partial.view, options: options)
-      }
-      XCTAssertEqual(stopped, .cancelled, "\(T.self) threads=\(threads)")
-      XCTAssertGreaterThan(rows.value, 0, "\(T.self) threads=\(threads): no block finished before the cancel")
-      XCTAssertLessThan(rows.value, n, "\(T.self) threads=\(threads): every row was computed despite the cancel")
-      let written = partial.values.filter { !$0.isNaN }.count
-      XCTAssertEqual(written, rows.value, "\(T.self) threads=\(threads): rows written vs rows reported")
-      XCTAssertTrue(partial.onlyViewChanged())
-    }
-  }
-
-  func testProgressCountsEveryRow() {
-    progress(Float.self)
-    progress(Double.self)
-  }
-
-  private func progress<T: KernelScalar>(_: T.Type) {
-    var rng = SplitMix64(seed: 10)
-    for n in [0, 1, 513, 3000] {
-      for threads in [nil, 1, 2, 3] as [Int?] {
-        let d = 5
-        let rows = AtomicCounter()
-        let calls = AtomicCounter()
-        let c = QuadformCase(n: n, d: d, x: rng.uniform(count: n * d, -1, 1), q: rng.uniform(count: d * d, -1, 1), center: nil)
-        checkQuadform(T.self, c, options: progressOptions(threads: threads, rows: rows, calls: calls))
-        XCTAssertEqual(rows.value, n, "\(T.self) n=\(n) threads=\(String(describing: threads))")
-      }
-    }
-  }
-
   /// A larger problem checked in O(n·d): Q = u₁v₁ᵀ + u₂v₂ᵀ (not symmetric), so
   /// q_i = Σ_r (y_i·u_r)(y_i·v_r).
   func testLargeProblemAgainstLowRankIdentity() {

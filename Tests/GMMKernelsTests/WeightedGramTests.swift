@@ -444,64 +444,6 @@ final class WeightedGramTests: XCTestCase {
     XCTAssertNil(firstMismatch(run.got, want, bound: roundingBound(Float.self, terms: 4)))
   }
 
-  func testCancellation() {
-    cancellation(Float.self)
-    cancellation(Double.self)
-  }
-
-  private func cancellation<T: KernelScalar>(_: T.Type) {
-    var rng = SplitMix64(seed: 28)
-    let (n, d) = (3000, 6)
-    let x = TestMatrix<T>(rows: n, cols: d, values: rng.uniform(count: n * d, -1, 1))
-    let w = TestVector<T>(values: rng.uniform(count: n, -1, 1))
-    defer { withExtendedLifetime((x, w)) {} }
-    let limit = smallGramLimit(d: d, elementSize: MemoryLayout<T>.stride)
-    for threads in [1, 2] {
-      for weights in [nil, w.view] {
-        let out = TestMatrix<T>(rows: d, cols: d)
-        defer { withExtendedLifetime(out) {} }
-        let error = thrownError { () throws(KernelError) in
-          try weightedGram(
-            x.view, weights: weights, out: out.view,
-            options: KernelOptions(threads: threads, memoryLimit: limit, isCancelled: { true }))
-        }
-        XCTAssertEqual(error, .cancelled, "\(T.self) threads=\(threads)")
-
-        let polls = AtomicCounter()
-        let rows = AtomicCounter()
-        let options = KernelOptions(
-          threads: threads, memoryLimit: limit, isCancelled: { polls.fetchAdd(1) >= 2 }, progress: { rows.add($0) })
-        let stopped = thrownError { () throws(KernelError) in
-          try weightedGram(x.view, weights: w.view, center: nil, out: out.view, options: options)
-        }
-        XCTAssertEqual(stopped, .cancelled, "\(T.self) threads=\(threads)")
-        XCTAssertLessThan(rows.value, n, "\(T.self) threads=\(threads): every row was processed despite the cancel")
-        XCTAssertTrue(out.onlyViewChanged())
-      }
-    }
-  }
-
-  func testProgressCountsEveryRow() {
-    progress(Float.self)
-    progress(Double.self)
-  }
-
-  private func progress<T: KernelScalar>(_: T.Type) {
-    var rng = SplitMix64(seed: 29)
-    for n in [0, 1, 2049, 5000] {
-      for threads in [nil, 1, 2, 3] as [Int?] {
-        for weighted in [false, true] {
-          let d = 4
-          let rows = AtomicCounter()
-          let calls = AtomicCounter()
-          let c = GramCase(n: n, d: d, x: rng.uniform(count: n * d, -1, 1), weights: weighted ? rng.uniform(count: n, -1, 1) : nil, center: nil)
-          checkGram(T.self, c, options: progressOptions(threads: threads, rows: rows, calls: calls))
-          XCTAssertEqual(rows.value, n, "\(T.self) n=\(n) threads=\(String(describing: threads)) weighted=\(weighted)")
-        }
-      }
-    }
-  }
-
   /// A larger problem checked in O(n·d), as STYLE.md suggests: G·t against Yᵀ(w ∘ (Y t))
   /// for a random t.
   func testLargeProblemAgainstProductIdentity() {
