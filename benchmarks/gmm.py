@@ -1,4 +1,6 @@
-"""The gmm suite: GaussianMixture against scikit-learn's, in memory, on a memmap and through dask.distributed."""
+"""The gmm suite: GaussianMixture against scikit-learn's, in memory, on a memmap and through
+dask.distributed; then both estimators (GaussianMixture, BayesianGaussianMixture) and all
+four covariance types against scikit-learn from the same start."""
 import os
 import sys
 import tempfile
@@ -222,7 +224,57 @@ def run_gmm(args, dtype, rate):
              GMM_DASK_TARGET, _verdict(vs_file <= GMM_DASK_TARGET), vs_ram,
              " and ".join(format_bytes(p) for p in worker_peaks.values()), format_bytes(on_dask["peak_bytes"])))
     print()
+    records += run_gmm_types(n, d, k, dtype, repeat)
     sys.stdout.flush()
+    return records
+
+TYPES_HEADER = "%-24s %-10s %9s %9s %8s %11s %11s %13s"
+
+def run_gmm_types(n, d, k, dtype, repeat):
+    """Each estimator and covariance type from scikit-learn's 'random_from_data' start (the
+    same rows for both), seconds per iteration, peak extra memory, and the limit: the time of
+    one read of X from RAM (an ``X.sum()``), the floor of a pass for 'diag' and 'spherical'."""
+    import warnings
+
+    from sklearn.mixture import BayesianGaussianMixture as SklearnBayesianGaussianMixture
+    from sklearn.mixture import GaussianMixture as SklearnGaussianMixture
+
+    X, _ = gmm_problem(n, d, k, dtype, seed=6)
+    reads = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        X.sum()
+        reads.append(time.perf_counter() - t0)
+    read = sorted(reads)[1]
+    print("%s  gmm by covariance type: n=%s d=%d K=%d, init_params='random_from_data', random_state=0, "
+          "max_iter=%d, tol=0; one read of X from RAM (X.sum(), median of 3) takes %s"
+          % (dtype.name, f"{n:,}", d, k, GMM_MAX_ITER, format_seconds(read)))
+    print(TYPES_HEADER % ("estimator", "type", "s/iter", "sklearn", "speedup", "x read", "peak extra", "max rel diff"))
+    pairs = [("GaussianMixture", gmmkernels.GaussianMixture, SklearnGaussianMixture),
+             ("BayesianGaussianMixture", gmmkernels.BayesianGaussianMixture, SklearnBayesianGaussianMixture)]
+    records = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, ours_class, theirs_class in pairs:
+            for covariance_type in ("full", "tied", "diag", "spherical"):
+                params = dict(n_components=k, covariance_type=covariance_type, max_iter=GMM_MAX_ITER, tol=0.0,
+                              init_params="random_from_data", random_state=0)
+                ours = _fit_clocked(_iteration_clock(ours_class), X, params, repeat)
+                theirs = _fit_clocked(_iteration_clock(theirs_class), X, params, repeat)
+                difference = _fit_difference(ours[3], theirs[3])
+                record = {"kernel": "gmm types", "estimator": name, "covariance_type": covariance_type, "n": n,
+                          "d": d, "components": k, "dtype": dtype.name, "seconds_per_iteration": ours[0],
+                          "sklearn_seconds_per_iteration": theirs[0], "speedup_vs_sklearn": theirs[0] / ours[0],
+                          "read_seconds": read, "times_read": ours[0] / read, "peak_bytes": int(ours[2]),
+                          "sklearn_peak_bytes": int(theirs[2]), "max_rel_diff": difference}
+                records.append(record)
+                print(TYPES_HEADER % (name, covariance_type, format_seconds(ours[0], unit=False),
+                                      format_seconds(theirs[0], unit=False), "%.2fx" % record["speedup_vs_sklearn"],
+                                      "%.1f" % record["times_read"], format_bytes(ours[2]), "%.1e" % difference))
+    print("  s/iter = median over %d fit(s) of the mean time of iterations 2..%d; x read = s/iter over one read "
+          "of X; max rel diff = largest relative difference of the means and covariances from scikit-learn's fit"
+          % (repeat, GMM_MAX_ITER))
+    print()
     return records
 
 GMM_HEADER = "%-13s %-36s %8s %8s %8s %7s %10s %11s %13s"

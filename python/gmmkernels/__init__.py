@@ -20,10 +20,10 @@ __version__ = "0.1.0"
 def __getattr__(name):
     # The estimator's module imports scikit-learn when it is installed (to be a proper
     # sklearn estimator); load it on first use so that `import gmmkernels` stays numpy-only.
-    if name == "GaussianMixture":
-        from .mixture import GaussianMixture
+    if name in ("GaussianMixture", "BayesianGaussianMixture"):
+        from . import mixture
 
-        return GaussianMixture
+        return getattr(mixture, name)
     raise AttributeError("module 'gmmkernels' has no attribute %r" % name)
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "matmul",
     "outer",
     "GaussianMixture",
+    "BayesianGaussianMixture",
     "default_threads",
     "library_path",
     "library_version",

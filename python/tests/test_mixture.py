@@ -220,7 +220,7 @@ def test_pass_statistics_give_the_m_step(covariance_type):
                                                       model.precisions_cholesky_, covariance_type, X.dtype)
     resp = np.empty((500, 3))
     ll, counts, first, second = mixture_pass(X, log_norm, mu, precisions,
-                                             scatter=mixture._gaussian_mixture._SCATTER[covariance_type], resp_out=resp)
+                                             scatter=mixture._numerics._SCATTER[covariance_type], resp_out=resp)
     reference = centred_statistics(X, resp, mu, covariance_type)
     for got, expected in zip((counts, first, second), reference):
         assert_allclose(got, expected, rtol=1e-10, atol=1e-9)
@@ -251,7 +251,7 @@ def test_statistics_of_separated_components(d, dtype):
     for covariance_type in ("full", "tied"):
         ll, counts, first, second = mixture_pass(X, log_norm.astype(dtype), mu.astype(dtype),
                                                  precisions.astype(dtype),
-                                                 scatter=mixture._gaussian_mixture._SCATTER[covariance_type])
+                                                 scatter=mixture._numerics._SCATTER[covariance_type])
         want = centred_statistics(X64, resp, mu, covariance_type)
         rtol = 1e-10 if dtype == np.float64 or d <= 128 else 1e-5
         assert_allclose(ll, lse.sum(), rtol=rtol)

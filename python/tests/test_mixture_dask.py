@@ -76,7 +76,7 @@ def test_fit_from_given_parameters_equals_in_memory_fit(client, covariance_type,
 
     in_memory = fit(X, **params)
     assert on_dask.n_iter_ >= 3
-    assert passes == [mixture._gaussian_mixture._SCATTER[covariance_type]] * on_dask.n_iter_
+    assert passes == [mixture._numerics._SCATTER[covariance_type]] * on_dask.n_iter_
     assert_same_fit(on_dask, in_memory)
 
     # Scores are computed; per-row outputs are lazy dask arrays with X's row chunks.

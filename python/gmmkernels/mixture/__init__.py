@@ -8,6 +8,12 @@ responsibilities) and the sufficient statistics of the next M-step are computed 
 block, so X (an ``np.memmap`` larger than RAM, say) is read once per iteration and nothing
 of size n_samples × n_features is allocated. The initialisation reads X by row blocks too.
 
+:class:`BayesianGaussianMixture` is ``sklearn.mixture.BayesianGaussianMixture`` on the
+same pass and the same EM loop: the variational E-step is the Gaussian pass at the
+normalised precisions with a constant per component folded into the log-weights, and the
+bound's entropy Σ r log r comes from that pass's statistics. Its priors' data moments
+(``mean_prior`` and ``covariance_prior`` left at None) take one more pass over X.
+
 Beyond scikit-learn: ``fit(X, sample_weight=...)`` (weighted EM; rows of weight zero are
 not read by the EM passes), ``predict_proba(X, out=...)`` and ``score_samples(X, out=...)``
 writing into a given array (a memmap too), ``threads`` and ``memory_limit`` passed to every
@@ -62,7 +68,8 @@ scikit-learn is optional: without it the class still works, with a minimal
 scikit-learn's ``check_estimator`` passes every check on this class.
 """
 from ._base import BaseMixture
+from ._bayesian_mixture import BayesianGaussianMixture
 from ._fallbacks import ConvergenceWarning, NotFittedError
 from ._gaussian_mixture import GaussianMixture, select_n_components
 
-__all__ = ["BaseMixture", "ConvergenceWarning", "GaussianMixture", "NotFittedError", "select_n_components"]
+__all__ = ["BaseMixture", "BayesianGaussianMixture", "ConvergenceWarning", "GaussianMixture", "NotFittedError", "select_n_components"]

@@ -1,23 +1,29 @@
-"""The EM loop that every mixture estimator shares: n_init, warm start, verbosity,
-convergence, and predict/score through the reading backends.
+"""The EM loop that every mixture estimator shares: parameter checks, n_init, warm start,
+verbosity, convergence, the initial responsibilities, sampling, and predict/score through the
+reading backends.
 
-A subclass gives the model: ``_check_params()``, ``_check_initial_parameters(n_features)``,
+A subclass gives the model: ``_check_params()`` (extending this one),
+``_check_initial_parameters(passes, X, sample_weight)``,
 ``_initialize_parameters(passes, X, sample_weight, total_weight, random_state, initial)``,
-``_em_iteration(passes, X, sample_weight, state)`` (one pass over X: the lower bound's sum
-and the new parameters), ``_get_parameters()``, ``_set_parameters(params)``,
-``_operands(dtype)`` (the fitted model as :func:`gmmkernels.mixture_pass` takes it) and
-``_n_parameters()``.
+``_em_iteration(passes, X, sample_weight, total_weight, state)`` (one pass over X: the lower
+bound and the new parameters), ``_get_parameters()``, ``_set_parameters(params)`` and
+``_operands(dtype)`` (the fitted model as :func:`gmmkernels.mixture_pass` takes it).
 """
-import math
+import numbers
 import sys
 import warnings
 from time import time
 
 import numpy as np
 
-from ._checks import _check_random_state, _reports_lower_bounds
-from ._fallbacks import BaseEstimator, ConvergenceWarning, DensityMixin, NotFittedError
-from ._passes import _InMemoryPasses
+from .. import _kmeans
+from ._checks import _check_integer, _check_option, _check_random_state, _check_real, _reports_lower_bounds
+from ._fallbacks import BaseEstimator, ConvergenceWarning, DensityMixin, InvalidParameterError, NotFittedError
+from ._passes import _InMemoryPasses, _one_hot_statistics
+
+_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 _CONVERGENCE_MESSAGE = (
     "Best performing initialization did not converge. "
@@ -48,6 +54,69 @@ class BaseMixture(DensityMixin, BaseEstimator):
                 "before using this estimator." % type(self).__name__
             )
 
+    def _check_params(self):
+        """Types and ranges of the parameters every mixture has (scikit-learn's constraints)."""
+        _check_integer(self, "n_components", 1)
+        _check_option(self, "covariance_type", _COVARIANCE_TYPES)
+        _check_real(self, "tol", 0.0)
+        _check_real(self, "reg_covar", 0.0)
+        _check_integer(self, "max_iter", 0)
+        _check_integer(self, "n_init", 1)
+        _check_option(self, "init_params", _INIT_PARAMS)
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.RandomState)
+                or (isinstance(rs, numbers.Integral) and not isinstance(rs, (bool, np.bool_))
+                    and 0 <= rs <= 2**32 - 1)):
+            raise InvalidParameterError(
+                "The 'random_state' parameter of %s must be an int in the range [0, 4294967295], "
+                "an instance of 'numpy.random.mtrand.RandomState' or None. Got %r instead."
+                % (type(self).__name__, rs)
+            )
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise InvalidParameterError(
+                "The 'warm_start' parameter of %s must be an instance of 'bool'. Got %r instead."
+                % (type(self).__name__, self.warm_start)
+            )
+        if not isinstance(self.verbose, (numbers.Integral, bool, np.bool_)) or self.verbose < 0:
+            raise InvalidParameterError(
+                "The 'verbose' parameter of %s must be an int in the range [0, inf) or a bool. "
+                "Got %r instead." % (type(self).__name__, self.verbose)
+            )
+        _check_integer(self, "verbose_interval", 1)
+        _check_integer(self, "threads", 1, allow_none=True)
+        _check_integer(self, "memory_limit", 1, allow_none=True)
+
+    def _initial_statistics(self, passes, X, sample_weight, random_state):
+        """Statistics (N, S1, S2, centers) of the responsibilities ``init_params`` gives."""
+        n, _ = X.shape
+        k = self.n_components
+        if self.init_params == "kmeans":
+            centers = passes.kmeans_centers(X, k, random_state, sample_weight)
+            stats = passes.hard_statistics(X, centers, self.covariance_type, sample_weight)
+            return tuple(stats) + (centers,)
+        if self.init_params == "random":
+            # Reference point of the statistics: the mean of the first block (any point
+            # near the data avoids cancellation; all components start near the data mean).
+            head_rows = slice(0, _kmeans.block_rows(self.memory_limit, 16 * X.shape[1]))
+            head = _kmeans.as_float64(passes.rows(X, head_rows))
+            w_head = None if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, head_rows))
+            if w_head is None or not np.any(w_head > 0):
+                reference = head.mean(axis=0)
+            else:
+                reference = w_head @ head / w_head.sum()
+            centers = np.tile(reference, (k, 1))
+            stats = passes.uniform_statistics(X, random_state, centers, self.covariance_type, sample_weight)
+            return tuple(stats) + (centers,)
+        if self.init_params == "random_from_data":
+            if sample_weight is None:
+                indices = random_state.choice(n, size=k, replace=False)
+            else:
+                positive = np.flatnonzero(passes.rows(sample_weight, slice(None)) > 0)
+                indices = positive[random_state.choice(positive.shape[0], size=k, replace=False)]
+        else:  # "k-means++"
+            indices = passes.kmeans_plusplus(X, k, random_state, sample_weight)
+        return _one_hot_statistics(passes, X, indices, self.covariance_type, sample_weight)
+
     def _passes(self, X):
         return _passes_for(X, threads=self.threads, memory_limit=self.memory_limit)
 
@@ -71,7 +140,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
                 f"samples of positive weight = {n_positive}"
             )
         passes.check_finite(X)
-        initial = self._check_initial_parameters(n_features)
+        initial = self._check_initial_parameters(passes, X, sample_weight)
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
@@ -101,8 +170,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
                     # parameters (K·d² each for 'full') go as soon as it is done with them.
                     state = [params]
                     params = None
-                    log_likelihood, params = self._em_iteration(passes, X, sample_weight, state)
-                    lower_bound = log_likelihood / total_weight
+                    lower_bound, params = self._em_iteration(passes, X, sample_weight, total_weight, state)
                     current_lower_bounds.append(lower_bound)
                     change = lower_bound - prev_lower_bound
                     self._print_verbose_msg_iter_end(n_iter, change)
@@ -234,32 +302,41 @@ class BaseMixture(DensityMixin, BaseEstimator):
         X = passes.validate(self, X, reset=False)
         return float(self._log_likelihood(passes, X) / X.shape[0])
 
-    def _information_criterion(self, X, criterion, sample_weight=None):
+    def sample(self, n_samples=1):
+        """Draw samples from the fitted mixture (scikit-learn's draws, from ``random_state``).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            Component labels.
+        """
         self._check_is_fitted()
-        passes = self._passes(X)
-        X = passes.validate(self, X, reset=False)
-        sample_weight, _, total_weight = passes.sample_weight(sample_weight, X)
-        log_likelihood = self._log_likelihood(passes, X, sample_weight)
-        penalty = math.log(total_weight) if criterion == "bic" else 2.0
-        return -2.0 * log_likelihood + self._n_parameters() * penalty
-
-    def bic(self, X):
-        """Bayesian information criterion of the model on X (the lower the better).
-
-        Returns
-        -------
-        bic : float
-        """
-        return self._information_criterion(X, "bic")
-
-    def aic(self, X):
-        """Akaike information criterion of the model on X (the lower the better).
-
-        Returns
-        -------
-        aic : float
-        """
-        return self._information_criterion(X, "aic")
+        if n_samples < 1:
+            raise ValueError(
+                "Invalid value for 'n_samples': %d . The sampling requires at "
+                "least one sample." % n_samples
+            )
+        _, n_features = self.means_.shape
+        rng = _check_random_state(self.random_state)
+        n_samples_comp = rng.multinomial(n_samples, self.weights_)
+        if self.covariance_type == "full":
+            X = np.vstack([
+                rng.multivariate_normal(mean, covariance, int(sample))
+                for (mean, covariance, sample) in zip(self.means_, self.covariances_, n_samples_comp)
+            ])
+        elif self.covariance_type == "tied":
+            X = np.vstack([
+                rng.multivariate_normal(mean, self.covariances_, int(sample))
+                for (mean, sample) in zip(self.means_, n_samples_comp)
+            ])
+        else:
+            X = np.vstack([
+                mean + rng.standard_normal(size=(sample, n_features)) * np.sqrt(covariance)
+                for (mean, covariance, sample) in zip(self.means_, self.covariances_, n_samples_comp)
+            ])
+        y = np.concatenate([np.full(sample, j, dtype=np.int64) for j, sample in enumerate(n_samples_comp)])
+        return X.astype(np.float64, copy=False), y
 
     def _print_verbose_msg_init_beg(self, n_init):
         if self.verbose == 1:

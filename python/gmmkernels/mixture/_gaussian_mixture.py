@@ -1,28 +1,15 @@
 """The Gaussian mixture estimator: its parameters, initialisation and EM step per covariance type,
 and the choice of the number of components."""
-import numbers
+import math
 
 import numpy as np
 
-from .. import _kmeans
 from ._base import BaseMixture
-from ._checks import (
-    _check_integer, _check_means, _check_option, _check_precisions, _check_random_state, _check_real,
-    _check_weights,
-)
-from ._fallbacks import InvalidParameterError
+from ._checks import _check_means, _check_precisions, _check_weights
 from ._numerics import (
-    _compute_precision_cholesky, _compute_precision_cholesky_from_precisions, _covariances_from_precision_cholesky,
+    _SCATTER, _compute_precision_cholesky, _compute_precision_cholesky_from_precisions, _covariances_from_precision_cholesky,
     _estimate_gaussian_parameters, _pass_operands, _precisions_from_cholesky, _tied_covariance_of_all_rows,
 )
-from ._passes import _one_hot_statistics
-
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-
-_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-
-# The second moment the fused pass accumulates for each covariance type.
-_SCATTER = {"full": "full", "tied": "tied", "diag": "diagonal", "spherical": "diagonal"}
 
 
 class GaussianMixture(BaseMixture):
@@ -115,40 +102,9 @@ class GaussianMixture(BaseMixture):
         self.threads = threads
         self.memory_limit = memory_limit
 
-    def _check_params(self):
-        """Types and ranges of the constructor parameters (scikit-learn's constraints)."""
-        _check_integer(self, "n_components", 1)
-        _check_option(self, "covariance_type", _COVARIANCE_TYPES)
-        _check_real(self, "tol", 0.0)
-        _check_real(self, "reg_covar", 0.0)
-        _check_integer(self, "max_iter", 0)
-        _check_integer(self, "n_init", 1)
-        _check_option(self, "init_params", _INIT_PARAMS)
-        rs = self.random_state
-        if not (rs is None or isinstance(rs, np.random.RandomState)
-                or (isinstance(rs, numbers.Integral) and not isinstance(rs, (bool, np.bool_))
-                    and 0 <= rs <= 2**32 - 1)):
-            raise InvalidParameterError(
-                "The 'random_state' parameter of %s must be an int in the range [0, 4294967295], "
-                "an instance of 'numpy.random.mtrand.RandomState' or None. Got %r instead."
-                % (type(self).__name__, rs)
-            )
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise InvalidParameterError(
-                "The 'warm_start' parameter of %s must be an instance of 'bool'. Got %r instead."
-                % (type(self).__name__, self.warm_start)
-            )
-        if not isinstance(self.verbose, (numbers.Integral, bool, np.bool_)) or self.verbose < 0:
-            raise InvalidParameterError(
-                "The 'verbose' parameter of %s must be an int in the range [0, inf) or a bool. "
-                "Got %r instead." % (type(self).__name__, self.verbose)
-            )
-        _check_integer(self, "verbose_interval", 1)
-        _check_integer(self, "threads", 1, allow_none=True)
-        _check_integer(self, "memory_limit", 1, allow_none=True)
-
-    def _check_initial_parameters(self, n_features):
+    def _check_initial_parameters(self, passes, X, sample_weight):
         """The validated (weights_init, means_init, precisions_init), float64 or None."""
+        n_features = X.shape[1]
         weights = means = precisions = None
         if self.weights_init is not None:
             weights = _check_weights(self.weights_init, self.n_components)
@@ -158,37 +114,6 @@ class GaussianMixture(BaseMixture):
             precisions = _check_precisions(self.precisions_init, self.covariance_type,
                                            self.n_components, n_features)
         return weights, means, precisions
-
-    def _initial_statistics(self, passes, X, sample_weight, random_state):
-        """Statistics (N, S1, S2, centers) of the responsibilities ``init_params`` gives."""
-        n, _ = X.shape
-        k = self.n_components
-        if self.init_params == "kmeans":
-            centers = passes.kmeans_centers(X, k, random_state, sample_weight)
-            stats = passes.hard_statistics(X, centers, self.covariance_type, sample_weight)
-            return tuple(stats) + (centers,)
-        if self.init_params == "random":
-            # Reference point of the statistics: the mean of the first block (any point
-            # near the data avoids cancellation; all components start near the data mean).
-            head_rows = slice(0, _kmeans.block_rows(self.memory_limit, 16 * X.shape[1]))
-            head = _kmeans.as_float64(passes.rows(X, head_rows))
-            w_head = None if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, head_rows))
-            if w_head is None or not np.any(w_head > 0):
-                reference = head.mean(axis=0)
-            else:
-                reference = w_head @ head / w_head.sum()
-            centers = np.tile(reference, (k, 1))
-            stats = passes.uniform_statistics(X, random_state, centers, self.covariance_type, sample_weight)
-            return tuple(stats) + (centers,)
-        if self.init_params == "random_from_data":
-            if sample_weight is None:
-                indices = random_state.choice(n, size=k, replace=False)
-            else:
-                positive = np.flatnonzero(passes.rows(sample_weight, slice(None)) > 0)
-                indices = positive[random_state.choice(positive.shape[0], size=k, replace=False)]
-        else:  # "k-means++"
-            indices = passes.kmeans_plusplus(X, k, random_state, sample_weight)
-        return _one_hot_statistics(passes, X, indices, self.covariance_type, sample_weight)
 
     def _initialize_parameters(self, passes, X, sample_weight, total_weight, random_state, initial):
         """Initial (weights, means, covariances, precisions_cholesky)."""
@@ -215,12 +140,12 @@ class GaussianMixture(BaseMixture):
             covariances = _covariances_from_precision_cholesky(precisions_chol, self.covariance_type)
         return weights, means, covariances, precisions_chol
 
-    def _em_iteration(self, passes, X, sample_weight, state):
+    def _em_iteration(self, passes, X, sample_weight, total_weight, state):
         """One E-step and M-step: one pass over X.
 
         ``state`` is a list holding the parameters; they are taken out of it and let go
-        once the pass has read them. Returns the (weighted) log-likelihood at those
-        parameters and the new parameters.
+        once the pass has read them. Returns the lower bound (the mean weighted
+        log-likelihood at those parameters) and the new parameters.
         """
         weights, means, _, precisions_chol = state.pop()
         log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol,
@@ -234,7 +159,7 @@ class GaussianMixture(BaseMixture):
         weights = nk / np.sum(nk)
         precisions_chol = _compute_precision_cholesky(covariances, self.covariance_type,
                                                       X.dtype == np.float32)
-        return log_likelihood, (weights, means, covariances, precisions_chol)
+        return log_likelihood / total_weight, (weights, means, covariances, precisions_chol)
 
     def _get_parameters(self):
         return (self.weights_, self.means_, self.covariances_, self.precisions_cholesky_)
@@ -261,42 +186,32 @@ class GaussianMixture(BaseMixture):
         """The fitted parameters as :func:`mixture_pass` takes them, in X's dtype."""
         return _pass_operands(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, dtype)
 
-    def sample(self, n_samples=1):
-        """Draw samples from the fitted mixture (scikit-learn's draws, from ``random_state``).
+    def _information_criterion(self, X, criterion, sample_weight=None):
+        self._check_is_fitted()
+        passes = self._passes(X)
+        X = passes.validate(self, X, reset=False)
+        sample_weight, _, total_weight = passes.sample_weight(sample_weight, X)
+        log_likelihood = self._log_likelihood(passes, X, sample_weight)
+        penalty = math.log(total_weight) if criterion == "bic" else 2.0
+        return -2.0 * log_likelihood + self._n_parameters() * penalty
+
+    def bic(self, X):
+        """Bayesian information criterion of the model on X (the lower the better).
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-            Component labels.
+        bic : float
         """
-        self._check_is_fitted()
-        if n_samples < 1:
-            raise ValueError(
-                "Invalid value for 'n_samples': %d . The sampling requires at "
-                "least one sample." % n_samples
-            )
-        _, n_features = self.means_.shape
-        rng = _check_random_state(self.random_state)
-        n_samples_comp = rng.multinomial(n_samples, self.weights_)
-        if self.covariance_type == "full":
-            X = np.vstack([
-                rng.multivariate_normal(mean, covariance, int(sample))
-                for (mean, covariance, sample) in zip(self.means_, self.covariances_, n_samples_comp)
-            ])
-        elif self.covariance_type == "tied":
-            X = np.vstack([
-                rng.multivariate_normal(mean, self.covariances_, int(sample))
-                for (mean, sample) in zip(self.means_, n_samples_comp)
-            ])
-        else:
-            X = np.vstack([
-                mean + rng.standard_normal(size=(sample, n_features)) * np.sqrt(covariance)
-                for (mean, covariance, sample) in zip(self.means_, self.covariances_, n_samples_comp)
-            ])
-        y = np.concatenate([np.full(sample, j, dtype=np.int64) for j, sample in enumerate(n_samples_comp)])
-        return X.astype(np.float64, copy=False), y
+        return self._information_criterion(X, "bic")
 
+    def aic(self, X):
+        """Akaike information criterion of the model on X (the lower the better).
+
+        Returns
+        -------
+        aic : float
+        """
+        return self._information_criterion(X, "aic")
 
 def select_n_components(X, n_components_range, *, criterion="bic", sample_weight=None, **params):
     """Fit a :class:`GaussianMixture` for each number of components and score it.

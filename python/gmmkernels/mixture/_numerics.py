@@ -22,6 +22,9 @@ _FLOAT32_ADVICE = (
 
 _EPS = np.finfo(np.float64).eps
 
+# The second moment the fused pass accumulates for each covariance type.
+_SCATTER = {"full": "full", "tied": "tied", "diag": "diagonal", "spherical": "diagonal"}
+
 def _estimate_gaussian_covariances_full(counts, nk, first, second, delta, reg_covar):
     """Full covariances, shape (n_components, n_features, n_features), written over ``second``.
 
@@ -232,10 +235,14 @@ def _pass_operands(weights, means, precisions_chol, covariance_type, dtype):
     precisions : ndarray of shape (n_components, n_features, n_features) or (n_components, n_features)
         A tied model passes one matrix broadcast K times, a spherical one a broadcast column.
     """
-    n_components, n_features = means.shape
-    log_det = _compute_log_det_cholesky(precisions_chol, covariance_type, n_features)
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
+    return _pass_operands_from_log_weights(log_weights, means, precisions_chol, covariance_type, dtype)
+
+def _pass_operands_from_log_weights(log_weights, means, precisions_chol, covariance_type, dtype):
+    """:func:`_pass_operands` from the log-weights (a variational model's expected ones)."""
+    n_components, n_features = means.shape
+    log_det = _compute_log_det_cholesky(precisions_chol, covariance_type, n_features)
     log_norm = log_weights + log_det - 0.5 * n_features * math.log(2 * math.pi)
     precisions = _precisions_from_cholesky(precisions_chol, covariance_type, dtype)
     if covariance_type == "tied":
