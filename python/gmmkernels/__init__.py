@@ -13,6 +13,10 @@ from ._kernels import (
     weighted_sum,
 )
 from ._library import default_threads, library_path, library_version
+from ._threadpoolctl import register as _register_with_threadpoolctl
+from ._validation import get_thread_limit, set_thread_limit
+
+_register_with_threadpoolctl()
 
 __version__ = "0.1.0"
 
@@ -37,6 +41,8 @@ __all__ = [
     "GaussianMixture",
     "BayesianGaussianMixture",
     "default_threads",
+    "get_thread_limit",
+    "set_thread_limit",
     "library_path",
     "library_version",
     "__version__",

@@ -7,6 +7,8 @@ import numbers
 
 import numpy as np
 
+from ._library import default_threads
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -98,9 +100,27 @@ _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 
 
+# The process-wide cap on the threads of calls made with threads=None (None: every CPU this
+# process may use); see set_thread_limit.
+_thread_limit = None
+
+
+def get_thread_limit():
+    """The threads a call with ``threads=None`` uses: the limit set by :func:`set_thread_limit`
+    (or by ``threadpoolctl.threadpool_limits``), else :func:`default_threads`."""
+    return _thread_limit if _thread_limit is not None else default_threads()
+
+
+def set_thread_limit(threads):
+    """Sets the threads of every later call made with ``threads=None``, in every thread of
+    the process (an explicit ``threads=`` still wins); None goes back to every CPU."""
+    global _thread_limit
+    _thread_limit = None if threads is None else threads_arg(threads)
+
+
 def threads_arg(threads):
     if threads is None:
-        return 0
+        return 0 if _thread_limit is None else _thread_limit
     if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or not 1 <= threads <= _INT32_MAX:
         raise ValueError("threads must be a positive integer (at most 2**31 - 1) or None, got %r" % (threads,))
     return int(threads)
