@@ -4,7 +4,7 @@ PYTHON ?= python3
 export PYTHONPATH := $(CURDIR)/python:$(CURDIR)
 ARGS ?=
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench wheel docs
 
 setup:
 	@bash scripts/setup.sh
@@ -18,3 +18,9 @@ bench: setup
 test: setup
 	bash scripts/swift-test.sh
 	$(PYTHON) -m pytest -q python/tests
+
+wheel: setup
+	bash scripts/wheel.sh
+
+docs: setup
+	$(PYTHON) -m sphinx -W --keep-going -q -b html docs docs/_build/html

@@ -1,6 +1,10 @@
 """Builds libgmmkernels.so with SwiftPM (release, Swift runtime linked statically) and
 puts it inside the package, so an installed gmmkernels needs no Swift toolchain at run
-time, only OpenBLAS (Debian: libopenblas0)."""
+time, only OpenBLAS (Debian: libopenblas0). `make wheel` then bundles OpenBLAS into the
+wheel with auditwheel (scripts/wheel.sh).
+
+The library is loaded with ctypes and uses no Python C API, so one wheel serves every
+Python 3: its tag is py3-none-<platform>."""
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,6 +12,11 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1
+    from wheel.bdist_wheel import bdist_wheel
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -39,4 +48,12 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={"build_py": BuildWithSwift}, distclass=BinaryDistribution)
+class PlatformWheel(bdist_wheel):
+    """Tagged py3-none-<platform>: any Python 3, this platform."""
+
+    def get_tag(self):
+        _, _, platform = super().get_tag()
+        return "py3", "none", platform
+
+
+setup(cmdclass={"build_py": BuildWithSwift, "bdist_wheel": PlatformWheel}, distclass=BinaryDistribution)

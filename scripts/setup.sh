@@ -19,7 +19,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! "$PYTHON" -c "import numpy, pytest, tqdm, hypothesis, sklearn, dask, distributed, matplotlib" 2>/dev/null; then
+if ! "$PYTHON" -c "import numpy, pytest, tqdm, hypothesis, sklearn, dask, distributed, matplotlib, threadpoolctl, auditwheel, sphinx, numpydoc, myst_parser, hawkmoth, clang.cindex" 2>/dev/null; then
   echo "setup: installing Python packages"
   "$PYTHON" -m pip install -q --disable-pip-version-check -r python/requirements-dev.txt
 fi

@@ -5,6 +5,7 @@ numpy arrays and memmaps without copying them.
 """
 from ._kernels import (
     matmul,
+    mixture_pass,
     outer,
     quadform,
     quadform_many,
@@ -38,6 +39,7 @@ __all__ = [
     "weighted_sum",
     "matmul",
     "outer",
+    "mixture_pass",
     "GaussianMixture",
     "BayesianGaussianMixture",
     "default_threads",

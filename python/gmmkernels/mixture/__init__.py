@@ -3,7 +3,7 @@
 :class:`GaussianMixture` has scikit-learn's API and numerics
 (``sklearn.mixture.GaussianMixture``: same parameters, attributes, convergence test,
 ``n_init`` loop, warm start, messages and warnings), but each EM iteration is a single
-:func:`gmmkernels._kernels.mixture_pass` over X: the E-step (log-densities, log-sum-exp,
+:func:`gmmkernels.mixture_pass` over X: the E-step (log-densities, log-sum-exp,
 responsibilities) and the sufficient statistics of the next M-step are computed per row
 block, so X (an ``np.memmap`` larger than RAM, say) is read once per iteration and nothing
 of size n_samples × n_features is allocated. The initialisation reads X by row blocks too.
