@@ -225,8 +225,92 @@ def run_gmm(args, dtype, rate):
              " and ".join(format_bytes(p) for p in worker_peaks.values()), format_bytes(on_dask["peak_bytes"])))
     print()
     records += run_gmm_types(n, d, k, dtype, repeat)
+    records += run_partial_fit(n, d, k, dtype)
+    records += run_checkpoint(n, d, k, dtype)
     sys.stdout.flush()
     return records
+
+CHECKPOINT_PAIRS = 5
+CHECKPOINT_TARGET = 0.02
+
+def run_checkpoint(n, d, k, dtype):
+    """The cost of checkpoint=: seconds per iteration with and without it, in alternating
+    pairs (the checkpoint in the temporary directory, written and fsynced every iteration)."""
+
+    X, _ = gmm_problem(n, d, k, dtype, seed=6)
+    params = dict(n_components=k, init_params="random_from_data", random_state=0, max_iter=GMM_MAX_ITER, tol=0.0)
+    clock = _iteration_clock(gmmkernels.GaussianMixture)
+    from gmmkernels.mixture import _checkpoint
+
+    save = _checkpoint.Checkpoint.save
+    save_seconds = []
+
+    def timed_save(self, state):
+        t0 = time.perf_counter()
+        save(self, state)
+        save_seconds.append(time.perf_counter() - t0)
+
+    ratios, plain, saved = [], [], []
+    _checkpoint.Checkpoint.save = timed_save
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "fit.ckpt")
+            for _ in range(CHECKPOINT_PAIRS):
+                without = _fit_clocked(clock, X, params, 1)[0]
+                with_checkpoint = _fit_clocked(clock, X, dict(params, checkpoint=path), 1)[0]
+                plain.append(without)
+                saved.append(with_checkpoint)
+                ratios.append(with_checkpoint / without)
+    finally:
+        _checkpoint.Checkpoint.save = save
+    ratio = sorted(ratios)[len(ratios) // 2]
+    per_iteration = sorted(plain)[len(plain) // 2]
+    one_save = sorted(save_seconds)[len(save_seconds) // 2]
+    print("%s  checkpoint: full, K=%d: one save (write, fsync, rename) takes %s, %.2f%% of an iteration's %s "
+          "(target < %.0f%%: %s); per iteration with it / without, median of %d alternating pairs: %+.1f%% (noise: "
+          "%s)" % (dtype.name, k, format_seconds(one_save), 100 * one_save / per_iteration, format_seconds(per_iteration),
+                   100 * CHECKPOINT_TARGET, _verdict(one_save / per_iteration < CHECKPOINT_TARGET), CHECKPOINT_PAIRS,
+                   100 * (ratio - 1), ", ".join("%+.1f%%" % (100 * (r - 1)) for r in ratios)))
+    print()
+    return [{"kernel": "gmm checkpoint", "n": n, "d": d, "components": k, "dtype": dtype.name,
+             "save_seconds": one_save, "seconds_per_iteration_without": per_iteration,
+             "seconds_per_iteration": sorted(saved)[len(saved) // 2], "overhead_of_save": one_save / per_iteration,
+             "paired_ratio": ratio}]
+
+PARTIAL_FIT_BATCH = 10_000
+PARTIAL_FIT_EPOCHS = 3
+
+def run_partial_fit(n, d, k, dtype):
+    """partial_fit on batches of X in order against fit: seconds per row of one step and of one
+    EM iteration, and the mean log-likelihood on X after each epoch against fit's."""
+    import warnings
+
+    X, _ = gmm_problem(n, d, k, dtype, seed=6)
+    params = dict(n_components=k, init_params="random_from_data", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clock = _iteration_clock(gmmkernels.GaussianMixture)
+        per_iteration, _, _, fitted = _fit_clocked(clock, X, dict(params, max_iter=GMM_MAX_ITER, tol=0.0), 1)
+        target = fitted.score(X)
+        online = gmmkernels.GaussianMixture(**params)
+        steps, epochs = [], []
+        for _ in range(PARTIAL_FIT_EPOCHS):
+            for start in range(0, n, PARTIAL_FIT_BATCH):
+                batch = X[start:start + PARTIAL_FIT_BATCH]
+                t0 = time.perf_counter()
+                online.partial_fit(batch)
+                steps.append((time.perf_counter() - t0) / batch.shape[0])
+            epochs.append(online.score(X))
+    step = sorted(steps[1:])[len(steps[1:]) // 2]  # the first step also initialises
+    fit_row = per_iteration / n
+    print("%s  partial_fit: batches of %s rows, full, K=%d: %.3g us per row per step (median), fit %.3g us per row "
+          "per iteration (%.2fx); mean log-likelihood after epochs %s, fit after %d iterations %.4f"
+          % (dtype.name, f"{PARTIAL_FIT_BATCH:,}", k, step * 1e6, fit_row * 1e6, step / fit_row,
+             ", ".join("%.4f" % e for e in epochs), GMM_MAX_ITER, target))
+    print()
+    return [{"kernel": "gmm partial_fit", "n": n, "d": d, "components": k, "dtype": dtype.name,
+             "batch_rows": PARTIAL_FIT_BATCH, "seconds_per_row_step": step, "seconds_per_row_fit_iteration": fit_row,
+             "epoch_scores": epochs, "fit_score": target}]
 
 TYPES_HEADER = "%-24s %-10s %9s %9s %8s %11s %11s %13s"
 

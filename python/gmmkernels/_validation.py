@@ -3,7 +3,9 @@
 X is never copied: a float32/float64 array of any strides (a memmap too) goes to the
 kernels as it is. Small operands are converted to X's dtype, as numpy would cast them.
 """
+import errno
 import numbers
+import os
 
 import numpy as np
 
@@ -84,7 +86,31 @@ def output(out, shape, dtype, inputs, name="out"):
     for other, a in inputs.items():
         if a is not None and _overlaps(out, a):
             raise ValueError("%s must not overlap %s" % (name, other))
+    _check_disk_space(out, name)
     return out
+
+
+def _check_disk_space(out, name):
+    """A memmap `out` of a sparse file takes disk blocks as it is written: on a full disk the
+    write would end the process with SIGBUS part way, so too little free space for the part
+    of the file not yet on disk is an OSError (ENOSPC) before any work."""
+    filename = getattr(out, "filename", None) if isinstance(out, np.memmap) else None
+    if not filename or out.nbytes == 0:
+        return
+    try:
+        st = os.stat(filename)
+        fs = os.statvfs(filename)
+    except OSError:
+        return
+    unallocated = max(0, st.st_size - st.st_blocks * 512)
+    needed = min(out.nbytes, unallocated)
+    free = (fs.f_bfree if os.geteuid() == 0 else fs.f_bavail) * fs.f_frsize
+    if needed > free:
+        raise OSError(
+            errno.ENOSPC,
+            "%s is a memmap of %s, of which %d bytes are not yet on disk, and the disk has %d bytes free: "
+            "writing it would stop the process with SIGBUS. Free disk space, or allocate the file's blocks "
+            "first (os.posix_fallocate)" % (name, filename, needed, free))
 
 
 def _overlaps(a, b):

@@ -12,6 +12,9 @@ that kills a process fails (or documents) one test instead of ending the run.
     ValueError that says how many bytes are needed; when the library's workspace
     allocation itself fails (RLIMIT_AS lowered in a subprocess) the call raises
     MemoryError and the process goes on.
+(d) A memmap `out` in a sparse file on a disk too full to hold it: writing it would stop the
+    process with SIGBUS, so the call raises OSError (ENOSPC) before any work. Run on a small
+    tmpfs mounted in a private mount namespace (root only).
 (c) fork: a child forked after the library was used (multiprocessing's "fork" start
     method), even while another thread of the parent is inside a kernel, calls the
     kernels and gets the right results.
@@ -310,3 +313,42 @@ FORK_DURING_USE = """
 def test_fork_while_another_thread_is_in_a_kernel():
     proc = run_python(FORK_DURING_USE, timeout=300)
     assert proc.returncode == 0 and "bad []" in proc.stdout, describe(proc)
+
+
+FULL_DISK = textwrap.dedent("""
+    import errno, os, sys
+    import numpy as np
+    import gmmkernels as gk
+    folder = sys.argv[1]
+    X = np.random.default_rng(0).standard_normal((20000, 6))
+    model = gk.GaussianMixture(3, random_state=0, max_iter=5, tol=1e30).fit(X)
+    # 4 MiB of tmpfs; the sparse out files are larger, nothing of them is on disk yet.
+    resp = np.memmap(os.path.join(folder, "resp.dat"), np.float64, "w+", shape=(len(X) * 10, 3))
+    out = np.memmap(os.path.join(folder, "q.dat"), np.float64, "w+", shape=(len(X) * 40,))
+    for call in (lambda: model.predict_proba(np.vstack([X] * 10), out=resp),
+                 lambda: gk.quadform(np.vstack([X] * 40), np.eye(6), out=out)):
+        try:
+            call()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC and "SIGBUS" in str(e), e
+        else:
+            raise AssertionError("no error")
+    # Nothing written: only the last byte numpy wrote to size each file is on disk.
+    assert os.stat(resp.filename).st_blocks * 512 <= 4096 and os.stat(out.filename).st_blocks * 512 <= 4096
+    # What fits is written.
+    small = np.memmap(os.path.join(folder, "small.dat"), np.float64, "w+", shape=(len(X), 3))
+    np.testing.assert_allclose(model.predict_proba(X, out=small), model.predict_proba(X))
+    print("ok")
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs in a private mount namespace (needs root)")
+def test_memmap_out_on_a_full_disk_is_an_error_not_sigbus(tmp_path):
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    script = 'mount -t tmpfs -o size=4m tmpfs "$1" && exec "$2" -c "$3" "$1"'
+    result = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(folder), sys.executable, FULL_DISK],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert result.stdout.strip() == "ok"

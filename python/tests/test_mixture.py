@@ -693,7 +693,7 @@ def test_clone_and_params():
     model = GaussianMixture(4, covariance_type="diag", threads=1, memory_limit=1 << 20, random_state=3)
     copy = clone(model)
     assert copy.get_params() == model.get_params()
-    expected = set(SklearnGaussianMixture().get_params()) | {"threads", "memory_limit"}
+    expected = set(SklearnGaussianMixture().get_params()) | {"threads", "memory_limit", "checkpoint", "learning_decay"}
     assert set(model.get_params()) == expected
     assert copy.set_params(n_components=2).n_components == 2
     assert "threads=1" in repr(model)
@@ -727,7 +727,7 @@ assert model.converged_ and len(set(labels[:200])) == 1 and labels[0] != labels[
 assert np.allclose(model.predict_proba(X).sum(axis=1), 1)
 assert model.lower_bounds_[-1] == model.lower_bound_
 params = model.get_params()
-assert params["n_components"] == 2 and params["threads"] is None and len(params) == 16
+assert params["n_components"] == 2 and params["threads"] is None and len(params) == 18
 copy = type(model)(**params)
 assert copy.set_params(n_components=3).n_components == 3
 assert "n_components=2" in repr(model) and "covariance_type='tied'" in repr(model)

@@ -239,3 +239,37 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+def test_a_worker_killed_mid_fit_does_not_stop_it(tmp_path, monkeypatch):
+    """SIGKILL of a worker process after the second EM iteration: its nanny starts a new one,
+    the scheduler recomputes what was lost, and the fit ends with the in-memory result."""
+    import signal
+
+    X, centers = blobs(n=6000, d=5, k=3, seed=41)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    params = dict(n_components=3, max_iter=8, tol=0.0, **given_inits("full", centers))
+    expected = fit(X, **params)
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        env={"GMMKERNELS_LIBRARY": str(gmmkernels.library_path)}, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    with cluster, distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+        iteration = GaussianMixture._em_iteration
+        done = []
+
+        def iterate_then_kill(self, *args):
+            result = iteration(self, *args)
+            done.append(1)
+            if len(done) == 2:
+                os.kill(next(iter(pids.values())), signal.SIGKILL)
+            return result
+
+        monkeypatch.setattr(GaussianMixture, "_em_iteration", iterate_then_kill)
+        on_dask = fit(gd.from_memmap(str(path), chunks=500), **params)
+        assert len(done) == 8
+        assert set(client.run(os.getpid).values()) != set(pids.values())  # a new worker process
+    assert_same_fit(on_dask, expected)

@@ -10,6 +10,7 @@ bound and the new parameters), ``_get_parameters()``, ``_set_parameters(params)`
 ``_operands(dtype)`` (the fitted model as :func:`gmmkernels.mixture_pass` takes it).
 """
 import numbers
+import os
 import sys
 import warnings
 from time import time
@@ -17,6 +18,7 @@ from time import time
 import numpy as np
 
 from .. import _kmeans
+from ._checkpoint import Checkpoint, fit_key
 from ._checks import _check_integer, _check_option, _check_random_state, _check_real, _reports_lower_bounds
 from ._fallbacks import BaseEstimator, ConvergenceWarning, DensityMixin, InvalidParameterError, NotFittedError
 from ._passes import _InMemoryPasses, _one_hot_statistics
@@ -85,6 +87,10 @@ class BaseMixture(DensityMixin, BaseEstimator):
         _check_integer(self, "verbose_interval", 1)
         _check_integer(self, "threads", 1, allow_none=True)
         _check_integer(self, "memory_limit", 1, allow_none=True)
+        if not (self.checkpoint is None or isinstance(self.checkpoint, (str, os.PathLike))):
+            raise InvalidParameterError(
+                "The 'checkpoint' parameter of %s must be a path (str or os.PathLike) or None. Got %r instead."
+                % (type(self).__name__, self.checkpoint))
 
     def _initial_statistics(self, passes, X, sample_weight, random_state):
         """Statistics (N, S1, S2, centers) of the responsibilities ``init_params`` gives."""
@@ -146,44 +152,83 @@ class BaseMixture(DensityMixin, BaseEstimator):
         n_init = self.n_init if do_init else 1
         max_lower_bound = -np.inf
         best_lower_bounds = []
-        self.converged_ = False
+        best_converged = False
         random_state = _check_random_state(self.random_state)
+        checkpoint = None
+        if self.checkpoint is not None and self.max_iter > 0:
+            checkpoint = Checkpoint(self.checkpoint, fit_key(self, passes, X, sample_weight))
+        resumed = None if checkpoint is None else checkpoint.load()
+        first_init = 0
+        if resumed is not None:
+            random_state.set_state(resumed["random_state"])
+            first_init = resumed["init"]
+            max_lower_bound, best_n_iter = resumed["max_lower_bound"], resumed["best_n_iter"]
+            best_params, best_lower_bounds = resumed["best_params"], resumed["best_lower_bounds"]
+            if resumed["best_is_current"]:
+                best_params = resumed["params"]
+            best_converged = resumed["best_converged"]
+            if resumed["finished"]:
+                first_init += 1
+            if self.verbose >= 1:
+                print("Resumed from iteration %d of initialization %d (%s)"
+                      % (resumed["n_iter"], resumed["init"], checkpoint.path))
 
-        for init in range(n_init):
+        for init in range(first_init, n_init):
             self._print_verbose_msg_init_beg(init)
-            if do_init:
-                params = self._initialize_parameters(passes, X, sample_weight, total_weight, random_state,
-                                                     initial)
+            first_iter = 1
+            if resumed is not None and init == resumed["init"]:
+                params, lower_bound = resumed["params"], resumed["lower_bound"]
+                current_lower_bounds = list(resumed["lower_bounds"])
+                first_iter = resumed["n_iter"] + 1
             else:
-                params = self._get_parameters()
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            current_lower_bounds = []
+                if do_init:
+                    params = self._initialize_parameters(passes, X, sample_weight, total_weight, random_state,
+                                                         initial)
+                else:
+                    params = self._get_parameters()
+                lower_bound = -np.inf if do_init else self.lower_bound_
+                current_lower_bounds = []
 
             if self.max_iter == 0:
                 best_params = params
                 best_n_iter = 0
-            else:
-                converged = False
-                for n_iter in range(1, self.max_iter + 1):
-                    prev_lower_bound = lower_bound
-                    # Handed over in a list that the iteration empties, so that the old
-                    # parameters (K·d² each for 'full') go as soon as it is done with them.
-                    state = [params]
-                    params = None
-                    lower_bound, params = self._em_iteration(passes, X, sample_weight, total_weight, state)
-                    current_lower_bounds.append(lower_bound)
-                    change = lower_bound - prev_lower_bound
-                    self._print_verbose_msg_iter_end(n_iter, change)
-                    if abs(change) < self.tol:
-                        converged = True
-                        break
-                self._print_verbose_msg_init_end(lower_bound, converged)
-                if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
+                continue
+            converged = False
+            for n_iter in range(first_iter, self.max_iter + 1):
+                prev_lower_bound = lower_bound
+                # Handed over in a list that the iteration empties, so that the old
+                # parameters (K·d² each for 'full') go as soon as it is done with them.
+                state = [params]
+                params = None
+                lower_bound, params = self._em_iteration(passes, X, sample_weight, total_weight, state)
+                current_lower_bounds.append(lower_bound)
+                change = lower_bound - prev_lower_bound
+                self._print_verbose_msg_iter_end(n_iter, change)
+                converged = abs(change) < self.tol
+                finished = converged or n_iter == self.max_iter
+                if finished and (lower_bound > max_lower_bound or max_lower_bound == -np.inf):
                     max_lower_bound = lower_bound
                     best_params = params
                     best_n_iter = n_iter
                     best_lower_bounds = current_lower_bounds
-                    self.converged_ = converged
+                    best_converged = converged
+                if checkpoint is not None:
+                    checkpoint.save({
+                        "init": init, "n_iter": n_iter, "finished": finished, "params": params,
+                        "lower_bound": lower_bound, "lower_bounds": current_lower_bounds,
+                        "random_state": random_state.get_state(),
+                        "max_lower_bound": max_lower_bound, "best_n_iter": best_n_iter if best_lower_bounds else 0,
+                        # The best fit's parameters, unless they are the current ones.
+                        "best_is_current": bool(best_lower_bounds) and best_params is params,
+                        "best_params": best_params if best_lower_bounds and best_params is not params else None,
+                        "best_lower_bounds": best_lower_bounds, "best_converged": best_converged,
+                    })
+                if converged:
+                    break
+            self._print_verbose_msg_init_end(lower_bound, converged)
+        self.converged_ = best_converged
+        if checkpoint is not None:
+            checkpoint.remove()
 
         # No warning with max_iter=0: the caller asked for the initialisation only.
         if not self.converged_ and self.max_iter > 0:

@@ -93,6 +93,13 @@ class BayesianGaussianMixture(BaseMixture):
     memory_limit : int, default=None
         Bytes of workspace of each kernel call and of the row blocks read by the
         initialisation and by ``predict`` (default 64 MiB).
+    checkpoint : str or os.PathLike, default=None
+        A file where :meth:`fit` writes its state after every EM iteration (atomically: a
+        temporary file, fsync, rename). A fit that finds a checkpoint written by a fit of the
+        same parameters on the same data (shape, dtype, a fingerprint of rows spread over X)
+        resumes from it and ends with the result the uninterrupted fit would have had; one of
+        other data or parameters is an error naming what differs. Removed when the fit ends.
+        The file holds up to two sets of parameters (the current and the best fit's).
 
     Attributes
     ----------
@@ -138,6 +145,7 @@ class BayesianGaussianMixture(BaseMixture):
         verbose_interval=10,
         threads=None,
         memory_limit=None,
+        checkpoint=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -158,6 +166,7 @@ class BayesianGaussianMixture(BaseMixture):
         self.verbose_interval = verbose_interval
         self.threads = threads
         self.memory_limit = memory_limit
+        self.checkpoint = checkpoint
 
     def _check_params(self):
         super()._check_params()

@@ -5,7 +5,8 @@ import math
 import numpy as np
 
 from ._base import BaseMixture
-from ._checks import _check_means, _check_precisions, _check_weights
+from ._checks import _check_means, _check_precisions, _check_random_state, _check_weights
+from ._fallbacks import InvalidParameterError
 from ._numerics import (
     _SCATTER, _compute_precision_cholesky, _compute_precision_cholesky_from_precisions, _covariances_from_precision_cholesky,
     _estimate_gaussian_parameters, _pass_operands, _precisions_from_cholesky, _tied_covariance_of_all_rows,
@@ -44,6 +45,16 @@ class GaussianMixture(BaseMixture):
     memory_limit : int, default=None
         Bytes of workspace of each kernel call and of the row blocks read by the
         initialisation and by ``predict`` (default 64 MiB).
+    checkpoint : str or os.PathLike, default=None
+        A file where :meth:`fit` writes its state after every EM iteration (atomically: a
+        temporary file, fsync, rename). A fit that finds a checkpoint written by a fit of the
+        same parameters on the same data (shape, dtype, a fingerprint of rows spread over X)
+        resumes from it and ends with the result the uninterrupted fit would have had; one of
+        other data or parameters is an error naming what differs. Removed when the fit ends.
+        The file holds up to two sets of parameters (the current and the best fit's).
+    learning_decay : float, default=0.6
+        α of :meth:`partial_fit`'s step size ``(t + 2)^(−α)`` at its step t = 0, 1, …; in
+        (0.5, 1]. Smaller values forget old batches faster.
 
     Attributes
     ----------
@@ -63,6 +74,9 @@ class GaussianMixture(BaseMixture):
         The lower bound of every iteration of the best fit (set when the installed
         scikit-learn sets it, and without scikit-learn).
     n_features_in_ : int
+    n_steps_ : int
+        Batches :meth:`partial_fit` has stepped on since the parameters were initialised
+        (or last fitted by :meth:`fit`).
     """
 
     def __init__(
@@ -84,6 +98,8 @@ class GaussianMixture(BaseMixture):
         verbose_interval=10,
         threads=None,
         memory_limit=None,
+        checkpoint=None,
+        learning_decay=0.6,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -101,6 +117,93 @@ class GaussianMixture(BaseMixture):
         self.verbose_interval = verbose_interval
         self.threads = threads
         self.memory_limit = memory_limit
+        self.checkpoint = checkpoint
+        self.learning_decay = learning_decay
+
+    def _check_params(self):
+        super()._check_params()
+        value = self.learning_decay
+        if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))
+                or not 0.5 < value <= 1.0):
+            raise InvalidParameterError(
+                "The 'learning_decay' parameter of %s must be a float in the range (0.5, 1.0]. "
+                "Got %r instead." % (type(self).__name__, value))
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of stepwise (online) EM on a batch of rows.
+
+        Stepwise EM (Cappé & Moulines, 2009): the model keeps the sufficient statistics of
+        the data seen so far, per unit weight. Each call is one E-step on the batch (one pass
+        over it), an update of those statistics with step size ``γ_t = (t + 2)^(−α)``
+        (α = ``learning_decay``, t = ``n_steps_``), ``s ← (1 − γ_t) s + γ_t ŝ_batch``, and
+        the M-step from them. The first call initialises the parameters from its batch as
+        :meth:`fit` would (``init_params``, ``weights_init``, ``means_init``,
+        ``precisions_init``); after :meth:`fit`, calls go on from the fitted parameters.
+        A bad batch (other width, NaN or infinity, no rows, no positive weight) raises
+        before anything changes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch: numpy array or memmap, used in place. The first batch needs at least
+            ``n_components`` rows.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        self._check_params()
+        fitted = hasattr(self, "precisions_cholesky_")
+        passes = self._passes(X)
+        X = passes.validate(self, X, reset=not fitted)
+        n_samples = X.shape[0]
+        if not fitted and n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components in the first batch "
+                f"but got n_components = {self.n_components}, n_samples = {n_samples}")
+        sample_weight, _, total_weight = passes.sample_weight(sample_weight, X)
+        passes.check_finite(X)
+        covariance_type = self.covariance_type
+        if not fitted:
+            initial = self._check_initial_parameters(passes, X, sample_weight)
+            params = self._initialize_parameters(passes, X, sample_weight, total_weight,
+                                                 _check_random_state(self.random_state), initial)
+        else:
+            params = self._get_parameters()
+        statistics = getattr(self, "_online_statistics", None) if fitted else None
+        if statistics is None:
+            statistics = _scatter_of_parameters(params[0], params[2], covariance_type, self.reg_covar)
+            steps = 0
+        else:
+            steps = self.n_steps_
+
+        weights, means, _, precisions_chol = params
+        log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol, covariance_type, X.dtype)
+        log_likelihood, counts, first, second = passes.mixture_pass(
+            X, (log_norm, centers, precisions), _SCATTER[covariance_type], sample_weight)
+        del precisions
+        gamma = (steps + 2.0) ** -float(self.learning_decay)
+        centers = centers.astype(np.float64)
+        counts, first, second = _blend(statistics, means - centers, (counts, first, second), gamma / total_weight,
+                                       1.0 - gamma, covariance_type)
+        nk, new_means, covariances = _estimate_gaussian_parameters(counts, first, second, centers, self.reg_covar,
+                                                                   covariance_type)
+        del second  # now the covariances (written over it for 'full')
+        new_weights = nk / np.sum(nk)
+        new_chol = _compute_precision_cholesky(covariances, covariance_type, X.dtype == np.float32)
+        kept = _scatter_of_parameters(nk, covariances, covariance_type, self.reg_covar)
+
+        self._set_parameters((new_weights, new_means, covariances, new_chol))
+        # After _set_parameters, which forgets the statistics of earlier steps.
+        self._online_statistics = kept
+        self.n_steps_ = steps + 1
+        self.lower_bound_ = log_likelihood / total_weight
+        if not hasattr(self, "converged_"):
+            self.converged_ = False
+            self.n_iter_ = 0
+        return self
 
     def _check_initial_parameters(self, passes, X, sample_weight):
         """The validated (weights_init, means_init, precisions_init), float64 or None."""
@@ -167,6 +270,9 @@ class GaussianMixture(BaseMixture):
     def _set_parameters(self, params):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
         self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+        # New parameters (from fit): partial_fit starts its statistics from them.
+        self._online_statistics = None
+        self.n_steps_ = 0
 
     def _n_parameters(self):
         """Number of free parameters of the model."""
@@ -212,6 +318,52 @@ class GaussianMixture(BaseMixture):
         aic : float
         """
         return self._information_criterion(X, "aic")
+
+def _scatter_of_parameters(counts, covariances, covariance_type, reg_covar):
+    """The statistics per unit weight that partial_fit keeps, centred at the means:
+    (N_k, the scatter N_k (Σ_k − reg_covar·I)), summed over k for 'tied', its diagonal for
+    'diag', and for 'spherical' the variance on every diagonal entry (only their mean over
+    the features enters an M-step)."""
+    counts = np.array(counts, dtype=np.float64)
+    if covariance_type == "full":
+        scatter = np.empty_like(covariances)
+        for k, c in enumerate(covariances):
+            np.multiply(c, counts[k], out=scatter[k])
+            scatter[k].flat[:: c.shape[0] + 1] -= reg_covar * counts[k]
+    elif covariance_type == "tied":
+        scatter = covariances * np.sum(counts)
+        scatter.flat[:: covariances.shape[0] + 1] -= reg_covar * np.sum(counts)
+    elif covariance_type == "diag":
+        scatter = counts[:, np.newaxis] * (covariances - reg_covar)
+    else:
+        scatter = (counts * (covariances - reg_covar))[:, np.newaxis]
+    return counts, scatter
+
+
+def _blend(kept, delta, batch, batch_scale, kept_scale, covariance_type):
+    """``kept_scale·s + batch_scale·ŝ``: the kept statistics ``s`` (counts and scatter,
+    centred at the means) moved to the batch's centres (the means − delta) and blended with
+    the batch's (N, S1, S2). The batch's arrays are scaled in place; 'full' needs no
+    temporary larger than d²."""
+    kept_counts, kept_scatter = kept
+    counts, first, second = batch
+    moved = kept_counts[:, np.newaxis] * delta  # S1 of the kept statistics at the centres
+    counts = kept_scale * kept_counts + batch_scale * counts
+    first = kept_scale * moved + batch_scale * first
+    if covariance_type == "full":
+        for k in range(second.shape[0]):
+            second[k] *= batch_scale
+            second[k] += kept_scale * (kept_scatter[k] + np.multiply.outer(moved[k], delta[k]))
+    elif covariance_type == "tied":
+        second *= batch_scale
+        second += kept_scale * (kept_scatter + moved.T @ delta)
+    else:
+        # Spherical scatter is kept as one value per component: its mean over the features.
+        kept_diagonal = kept_scatter + moved * delta
+        second *= batch_scale
+        second += kept_scale * kept_diagonal
+    return counts, first, second
+
 
 def select_n_components(X, n_components_range, *, criterion="bic", sample_weight=None, **params):
     """Fit a :class:`GaussianMixture` for each number of components and score it.
