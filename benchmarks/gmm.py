@@ -53,9 +53,9 @@ def _iteration_clock(estimator_class):
             self.iteration_ends_ = []
             super()._print_verbose_msg_init_beg(n_init)
 
-        def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+        def _print_verbose_msg_iter_end(self, n_iter, diff_ll, **run):
             self.iteration_ends_.append(time.perf_counter())
-            super()._print_verbose_msg_iter_end(n_iter, diff_ll)
+            super()._print_verbose_msg_iter_end(n_iter, diff_ll, **run)
 
     Clocked.__name__ = Clocked.__qualname__ = estimator_class.__name__
     return Clocked
@@ -227,7 +227,79 @@ def run_gmm(args, dtype, rate):
     records += run_gmm_types(n, d, k, dtype, repeat)
     records += run_partial_fit(n, d, k, dtype)
     records += run_checkpoint(n, d, k, dtype)
+    records += run_n_init(args, n, d, k, dtype)
     sys.stdout.flush()
+    return records
+
+N_INIT = 4
+
+def _read_bytes():
+    """Bytes this process has read from storage (/proc/self/io), or None where unknown."""
+    try:
+        with open("/proc/self/io") as f:
+            return int(next(line for line in f if line.startswith("read_bytes:")).split()[1])
+    except (OSError, StopIteration):
+        return None
+
+def run_n_init(args, n, d, k, dtype):
+    """n_init = 4 side by side against one after another and against n_init = 1, X a memmap
+    whose pages are dropped from the page cache after every pass (as for X larger than RAM):
+    seconds and bytes read from disk per fit."""
+    import mmap
+    import warnings
+
+    from gmmkernels.mixture import _base
+
+    X, _ = gmm_problem(n, d, k, dtype, seed=6)
+    folder = tempfile.mkdtemp(prefix="gmmkernels-n-init-", dir=args.dir)
+    path = os.path.join(folder, "x.npy")
+    np.save(path, X)
+    del X
+    X = np.load(path, mmap_mode="r")
+
+    def evict():
+        X._mmap.madvise(mmap.MADV_DONTNEED)
+        datafiles.evict(path)
+
+    class Evicting(gmmkernels.GaussianMixture):
+        def _print_verbose_msg_iter_end(self, n_iter, diff_ll, **run):
+            evict()
+            super()._print_verbose_msg_iter_end(n_iter, diff_ll, **run)
+
+    params = dict(n_components=k, init_params="random_from_data", random_state=0, max_iter=GMM_MAX_ITER * 2,
+                  tol=1e-3)
+    runs_per_pass = _base.BaseMixture._runs_per_pass
+    results = []
+    try:
+        for label, n_init, side_by_side in (("n_init=1", 1, True), ("n_init=%d one after another" % N_INIT, N_INIT, False),
+                                            ("n_init=%d side by side" % N_INIT, N_INIT, True)):
+            _base.BaseMixture._runs_per_pass = runs_per_pass if side_by_side else (lambda self, n_features: 1)
+            evict()
+            before = _read_bytes()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                model = Evicting(n_init=n_init, **params).fit(X)
+                seconds = time.perf_counter() - t0
+            read = None if before is None else _read_bytes() - before
+            results.append((label, seconds, read, model.n_iter_, model.lower_bound_))
+    finally:
+        _base.BaseMixture._runs_per_pass = runs_per_pass
+        del X
+        os.remove(path)
+        os.rmdir(folder)
+    size = n * d * np.dtype(dtype).itemsize
+    print("%s  n_init: full, K=%d, max_iter=%d, tol=1e-3, X a memmap of %s dropped from the page cache after every "
+          "pass" % (dtype.name, k, params["max_iter"], format_bytes(size)))
+    records = []
+    for label, seconds, read, n_iter, lower_bound in results:
+        print("  %-28s %8.2f s  read %10s (%5.1f x X)  best run: %d iterations, lower bound %.6f"
+              % (label, seconds, "?" if read is None else format_bytes(read), float("nan") if read is None else read / size,
+                 n_iter, lower_bound))
+        records.append({"kernel": "gmm n_init", "method": label, "n": n, "d": d, "components": k, "dtype": dtype.name,
+                        "seconds": seconds, "read_bytes": read, "x_bytes": size, "n_iter": n_iter,
+                        "lower_bound": lower_bound})
+    print()
     return records
 
 CHECKPOINT_PAIRS = 5

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gmmkernels import BayesianGaussianMixture, GaussianMixture
-from gmmkernels.mixture import _checkpoint
+from gmmkernels.mixture import _base, _checkpoint
 
 ESTIMATORS = {"GaussianMixture": GaussianMixture, "BayesianGaussianMixture": BayesianGaussianMixture}
 # random_state=1: the second initialisation wins, for both estimators.
@@ -23,13 +23,15 @@ PARAMS = dict(n_components=3, n_init=2, max_iter=12, tol=1e-9, random_state=1, i
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Run in a child process: the fit, with the process killed by `signal` right after the
-# checkpoint's `after`-th save.
+# checkpoint's `after`-th save, `group` initialisations sharing each pass.
 CHILD = textwrap.dedent("""
     import os, signal, sys, warnings
     import numpy as np
     from gmmkernels import GaussianMixture, BayesianGaussianMixture
-    from gmmkernels.mixture import _checkpoint
+    from gmmkernels.mixture import _base, _checkpoint
     estimator, data, path, after, sig = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+    group = int(sys.argv[6])
+    _base.BaseMixture._runs_per_pass = lambda self, n_features: group
     save = _checkpoint.Checkpoint.save
     saves = [0]
     def save_then_die(self, state):
@@ -54,11 +56,18 @@ def data_file(tmp_path, n=3000, seed=0):
     return path
 
 
-def run_child(estimator, data, checkpoint, after, sig):
+def run_child(estimator, data, checkpoint, after, sig, group):
     script = CHILD.replace("{estimator}", estimator).replace("{params}", repr(PARAMS))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "python"), ROOT]))
-    return subprocess.run([sys.executable, "-c", script, estimator, str(data), str(checkpoint), str(after), sig],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", script, estimator, str(data), str(checkpoint), str(after), sig,
+                           str(group)], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(params=[1, 2], ids=["one-after-another", "side-by-side"])
+def group(request, monkeypatch):
+    """Initialisations per pass (both share passes unless told otherwise at this size)."""
+    monkeypatch.setattr(_base.BaseMixture, "_runs_per_pass", lambda self, n_features: request.param)
+    return request.param
 
 
 def fit(estimator, X, **extra):
@@ -84,36 +93,42 @@ def _read(path):
 
 
 @pytest.mark.parametrize("estimator", sorted(ESTIMATORS))
-@pytest.mark.parametrize("after", [3, 16])  # in the first initialisation; in the second
-def test_sigkill_then_the_same_call_resumes_to_the_uninterrupted_result(tmp_path, estimator, after):
+@pytest.mark.parametrize("after", [3, 16])  # in the first round of runs; in the second (one after another)
+def test_sigkill_then_the_same_call_resumes_to_the_uninterrupted_result(tmp_path, estimator, after, group):
     data = data_file(tmp_path)
     X = np.load(data, mmap_mode="r")
     checkpoint = tmp_path / "fit.ckpt"
-    child = run_child(estimator, data, checkpoint, after, "SIGKILL")
-    assert child.returncode == -signal.SIGKILL, child.stderr
-    state = _read(checkpoint)
     expected = fit(estimator, X)
-    first_init_iterations = fit(estimator, X, n_init=1).n_iter_
-    assert (state["init"], state["n_iter"]) == ((0, after) if after <= first_init_iterations
-                                                else (1, after - first_init_iterations))
+    first_iterations = fit(estimator, X, n_init=1).n_iter_
+    if group == 2 and after > first_iterations:
+        after = first_iterations - 2  # side by side, both runs end in the first round
+    child = run_child(estimator, data, checkpoint, after, "SIGKILL", group)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    runs = _read(checkpoint)["runs"]
+    if group == 2:
+        assert [(r["init"], r["n_iter"]) for r in runs] == [(0, after), (1, after)]
+    elif after <= first_iterations:
+        assert [(r["init"], r["n_iter"]) for r in runs] == [(0, after)]
+    else:
+        assert [(r["init"], r["n_iter"]) for r in runs] == [(1, after - first_iterations)]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         resumed = fit(estimator, X, checkpoint=checkpoint, verbose=1)
-    assert "Resumed from iteration %d of initialization %d" % (state["n_iter"], state["init"]) in out.getvalue()
+    assert "Resumed from iteration %s of initialization %s" % (
+        "/".join(str(r["n_iter"]) for r in runs), "/".join(str(r["init"]) for r in runs)) in out.getvalue()
     assert_identical(resumed, expected)
     assert not checkpoint.exists()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_ctrl_c_leaves_the_last_complete_iteration(tmp_path):
+def test_ctrl_c_leaves_the_last_complete_iteration(tmp_path, group):
     data = data_file(tmp_path)
     X = np.load(data, mmap_mode="r")
     checkpoint = tmp_path / "fit.ckpt"
-    child = run_child("GaussianMixture", data, checkpoint, 4, "SIGINT")
+    child = run_child("GaussianMixture", data, checkpoint, 4, "SIGINT", group)
     assert child.returncode != 0 and "KeyboardInterrupt" in child.stderr, child.stderr
-    state = _read(checkpoint)
-    assert (state["init"], state["n_iter"]) == (0, 4)
-    assert len(state["lower_bounds"]) == 4
+    runs = _read(checkpoint)["runs"]
+    assert [(r["init"], r["n_iter"], len(r["lower_bounds"])) for r in runs] == [(i, 4, 4) for i in range(group)]
     assert_identical(fit("GaussianMixture", X, checkpoint=checkpoint), fit("GaussianMixture", X))
 
 
@@ -128,7 +143,7 @@ def interrupted_fit(monkeypatch, X, checkpoint, after, estimator="GaussianMixtur
 
     def save_then_stop(self, state):
         save(self, state)
-        saves.append(state["n_iter"])
+        saves.append(1)
         if len(saves) == after:
             raise Interrupt
 
@@ -146,7 +161,7 @@ def test_dask_array_resumes(tmp_path, monkeypatch):
     # threads given: with threads=None a task's share of the threads depends on how many
     # run at once, and the kernels' order of summation on their thread count.
     interrupted_fit(monkeypatch, dX, checkpoint, 5, threads=2)
-    assert _read(checkpoint)["n_iter"] == 5
+    assert [r["n_iter"] for r in _read(checkpoint)["runs"]] == [5, 5]
     assert_identical(fit("GaussianMixture", dX, checkpoint=checkpoint, threads=2),
                      fit("GaussianMixture", dX, threads=2))
 

@@ -666,7 +666,7 @@ def test_convergence_warning():
 
 def test_verbose_output_like_sklearn(capsys):
     X, centers = blobs(n=400, seed=32)
-    params = dict(n_components=3, n_init=2, tol=1e-9, max_iter=25, verbose_interval=3,
+    params = dict(n_components=3, n_init=1, tol=1e-9, max_iter=25, verbose_interval=3,
                   **given_inits("full", centers))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -683,6 +683,23 @@ def test_verbose_output_like_sklearn(capsys):
     assert lines[1].startswith("  Iteration 3\t time lapse ") and "\t ll change " in lines[1]
     assert any(line.startswith("Initialization converged. time lapse ") or
                line.startswith("Initialization did not converge. time lapse ") for line in lines)
+
+
+def test_verbose_output_of_runs_sharing_passes_names_them(capsys):
+    X, _ = blobs(n=400, seed=32)
+    params = dict(n_components=3, n_init=2, tol=1e-9, max_iter=6, verbose_interval=3, random_state=0,
+                  init_params="random_from_data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        GaussianMixture(verbose=1, **params).fit(X)
+        ours = capsys.readouterr().out.splitlines()
+        GaussianMixture(verbose=2, **params).fit(X)
+        timed = capsys.readouterr().out.splitlines()
+    assert ours[:2] == ["Initialization 0", "Initialization 1"]
+    assert ours[2:6] == ["  Iteration 3 (initialization 0)", "  Iteration 3 (initialization 1)",
+                         "  Iteration 6 (initialization 0)", "Initialization 0 did not converge."]
+    assert timed[2].startswith("  Iteration 3 (initialization 0)\t time lapse ")
+    assert timed[-1].startswith("Initialization 1 did not converge. time lapse ") and "lower bound" in timed[-1]
 
 
 ###############################################################################

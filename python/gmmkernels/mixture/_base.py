@@ -21,9 +21,12 @@ from .. import _kmeans
 from ._checkpoint import Checkpoint, fit_key
 from ._checks import _check_integer, _check_option, _check_random_state, _check_real, _reports_lower_bounds
 from ._fallbacks import BaseEstimator, ConvergenceWarning, DensityMixin, InvalidParameterError, NotFittedError
+from ._numerics import _SCATTER
 from ._passes import _InMemoryPasses, _one_hot_statistics
 
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+_DEFAULT_MEMORY_LIMIT = 64 << 20
 
 _INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -44,6 +47,29 @@ def _passes_for(X, *, threads=None, memory_limit=None):
 
         return DaskPasses(threads=threads, memory_limit=memory_limit)
     return _InMemoryPasses(threads=threads, memory_limit=memory_limit)
+
+
+def _run_side_by_side(passes, X, sample_weight, fits):
+    """Runs EM generators (:meth:`BaseMixture._em_runs`) together: each round, the passes all
+    of them ask for are one joint pass over X (``passes.mixture_passes``), so X is read once
+    per round however many runs and estimators share it."""
+    requests = {}
+    for fit in fits:
+        try:
+            requests[fit] = next(fit)
+        except StopIteration:
+            pass
+    while requests:
+        order = list(requests)
+        results = passes.mixture_passes(X, [r for fit in order for r in requests[fit]], sample_weight)
+        start = 0
+        for fit in order:
+            count = len(requests[fit])
+            try:
+                requests[fit] = fit.send(results[start:start + count])
+            except StopIteration:
+                del requests[fit]
+            start += count
 
 
 class BaseMixture(DensityMixin, BaseEstimator):
@@ -126,10 +152,9 @@ class BaseMixture(DensityMixin, BaseEstimator):
     def _passes(self, X):
         return _passes_for(X, threads=self.threads, memory_limit=self.memory_limit)
 
-    def _fit(self, X, sample_weight):
-        """EM from ``n_init`` initialisations; returns the pass backend and the validated X."""
-        self._check_params()
-        passes = self._passes(X)
+    def _prepare(self, passes, X, sample_weight, check_finite=True):
+        """The checks before a fit: the validated (X, sample_weight, total weight, initial
+        parameters given by the user)."""
         X = passes.validate(self, X, reset=True)
         n_samples, n_features = X.shape
         if n_samples < self.n_components:
@@ -145,101 +170,135 @@ class BaseMixture(DensityMixin, BaseEstimator):
                 f"but got n_components = {self.n_components}, "
                 f"samples of positive weight = {n_positive}"
             )
-        passes.check_finite(X)
+        if check_finite:
+            passes.check_finite(X)
         initial = self._check_initial_parameters(passes, X, sample_weight)
+        return X, sample_weight, total_weight, initial
 
+    def _fit(self, X, sample_weight):
+        """EM from ``n_init`` initialisations; returns the pass backend and the validated X."""
+        self._check_params()
+        passes = self._passes(X)
+        X, sample_weight, total_weight, initial = self._prepare(passes, X, sample_weight)
+        _run_side_by_side(passes, X, sample_weight,
+                          [self._em_runs(passes, X, sample_weight, total_weight, initial)])
+        return passes, X
+
+    def _statistics_bytes(self, n_features):
+        """Bytes of one pass's statistics: 1 + K + K·d + the scatter's values, float64."""
+        k = self.n_components
+        second = {"full": k * n_features**2, "tied": n_features**2}.get(self.covariance_type, k * n_features)
+        return 8 * (1 + k + k * n_features + second)
+
+    def _runs_per_pass(self, n_features):
+        """How many initialisations share a pass: as many as their statistics fit in
+        ``memory_limit`` (default 64 MiB), at least one, at most ``n_init``."""
+        budget = self.memory_limit or _DEFAULT_MEMORY_LIMIT
+        return max(1, min(self.n_init, budget // self._statistics_bytes(n_features)))
+
+    def _em_runs(self, passes, X, sample_weight, total_weight, initial, alone=True):
+        """EM from ``n_init`` initialisations, as a generator that a driver
+        (:func:`_run_side_by_side`) runs: each round it yields the operands of the passes over
+        X it needs, one per live run, and is sent their results. Runs are started in groups
+        of :meth:`_runs_per_pass`, in the order of the initialisations, so they draw from
+        ``random_state`` as one after another would; a run that converges drops out of the
+        passes; the best run is chosen as scikit-learn's sequential loop chooses it. At the
+        end it sets the fitted attributes. ``alone``: no other generator shares the driver,
+        so a single live run makes its own passes (exactly one ``mixture_pass`` each)."""
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
-        max_lower_bound = -np.inf
-        best_lower_bounds = []
-        best_converged = False
+        group_size = self._runs_per_pass(X.shape[1]) if do_init else 1
+        scatter = _SCATTER[self.covariance_type]
+        best = {"lower_bound": -np.inf, "n_iter": 0, "params": None, "lower_bounds": [], "converged": False}
         random_state = _check_random_state(self.random_state)
         checkpoint = None
         if self.checkpoint is not None and self.max_iter > 0:
             checkpoint = Checkpoint(self.checkpoint, fit_key(self, passes, X, sample_weight))
         resumed = None if checkpoint is None else checkpoint.load()
-        first_init = 0
+        next_init, runs = 0, None
         if resumed is not None:
             random_state.set_state(resumed["random_state"])
-            first_init = resumed["init"]
-            max_lower_bound, best_n_iter = resumed["max_lower_bound"], resumed["best_n_iter"]
-            best_params, best_lower_bounds = resumed["best_params"], resumed["best_lower_bounds"]
-            if resumed["best_is_current"]:
-                best_params = resumed["params"]
-            best_converged = resumed["best_converged"]
-            if resumed["finished"]:
-                first_init += 1
+            next_init, runs, best = resumed["next_init"], resumed["runs"], resumed["best"]
             if self.verbose >= 1:
-                print("Resumed from iteration %d of initialization %d (%s)"
-                      % (resumed["n_iter"], resumed["init"], checkpoint.path))
+                print("Resumed from iteration %s of initialization %s (%s)"
+                      % ("/".join(str(r["n_iter"]) for r in runs), "/".join(str(r["init"]) for r in runs),
+                         checkpoint.path))
 
-        for init in range(first_init, n_init):
-            self._print_verbose_msg_init_beg(init)
-            first_iter = 1
-            if resumed is not None and init == resumed["init"]:
-                params, lower_bound = resumed["params"], resumed["lower_bound"]
-                current_lower_bounds = list(resumed["lower_bounds"])
-                first_iter = resumed["n_iter"] + 1
-            else:
-                if do_init:
-                    params = self._initialize_parameters(passes, X, sample_weight, total_weight, random_state,
-                                                         initial)
-                else:
-                    params = self._get_parameters()
-                lower_bound = -np.inf if do_init else self.lower_bound_
-                current_lower_bounds = []
-
-            if self.max_iter == 0:
-                best_params = params
-                best_n_iter = 0
-                continue
-            converged = False
-            for n_iter in range(first_iter, self.max_iter + 1):
-                prev_lower_bound = lower_bound
-                # Handed over in a list that the iteration empties, so that the old
-                # parameters (K·d² each for 'full') go as soon as it is done with them.
-                state = [params]
-                params = None
-                lower_bound, params = self._em_iteration(passes, X, sample_weight, total_weight, state)
-                current_lower_bounds.append(lower_bound)
-                change = lower_bound - prev_lower_bound
-                self._print_verbose_msg_iter_end(n_iter, change)
-                converged = abs(change) < self.tol
-                finished = converged or n_iter == self.max_iter
-                if finished and (lower_bound > max_lower_bound or max_lower_bound == -np.inf):
-                    max_lower_bound = lower_bound
-                    best_params = params
-                    best_n_iter = n_iter
-                    best_lower_bounds = current_lower_bounds
-                    best_converged = converged
-                if checkpoint is not None:
-                    checkpoint.save({
-                        "init": init, "n_iter": n_iter, "finished": finished, "params": params,
-                        "lower_bound": lower_bound, "lower_bounds": current_lower_bounds,
-                        "random_state": random_state.get_state(),
-                        "max_lower_bound": max_lower_bound, "best_n_iter": best_n_iter if best_lower_bounds else 0,
-                        # The best fit's parameters, unless they are the current ones.
-                        "best_is_current": bool(best_lower_bounds) and best_params is params,
-                        "best_params": best_params if best_lower_bounds and best_params is not params else None,
-                        "best_lower_bounds": best_lower_bounds, "best_converged": best_converged,
-                    })
-                if converged:
+        while runs is not None or next_init < n_init:
+            if runs is None:
+                runs = []
+                for init in range(next_init, min(next_init + group_size, n_init)):
+                    self._print_verbose_msg_init_beg(init)
+                    if do_init:
+                        params = self._initialize_parameters(passes, X, sample_weight, total_weight, random_state,
+                                                             initial)
+                    else:
+                        params = self._get_parameters()
+                    runs.append({"init": init, "params": params, "n_iter": 0, "lower_bounds": [],
+                                 "lower_bound": -np.inf if do_init else self.lower_bound_,
+                                 "converged": False, "finished": self.max_iter == 0})
+                next_init = runs[-1]["init"] + 1
+            while True:
+                live = [r for r in runs if not r["finished"]]
+                if not live:
                     break
-            self._print_verbose_msg_init_end(lower_bound, converged)
-        self.converged_ = best_converged
+                if alone and len(live) == 1:
+                    # Handed over in a list that the iteration empties, so that the old
+                    # parameters (K·d² each for 'full') go as soon as it is done with them.
+                    state = [live[0]["params"]]
+                    live[0]["params"] = None
+                    updates = [self._em_iteration(passes, X, sample_weight, total_weight, state)]
+                else:
+                    operands = [list(self._iteration_operands(r["params"], X.dtype)) for r in live]
+                    results = yield [(tuple(o), scatter) for o in operands]
+                    updates = [self._m_step(o, result, total_weight, X.dtype) for o, result in zip(operands, results)]
+                # Messages name the run when runs share passes.
+                named = len(runs) > 1
+                for run, (lower_bound, params) in zip(live, updates):
+                    change = lower_bound - run["lower_bound"]
+                    run["params"], run["lower_bound"] = params, lower_bound
+                    run["n_iter"] += 1
+                    run["lower_bounds"].append(lower_bound)
+                    self._print_verbose_msg_iter_end(run["n_iter"], change, init=run["init"] if named else None)
+                    run["converged"] = abs(change) < self.tol
+                    run["finished"] = run["converged"] or run["n_iter"] == self.max_iter
+                    if run["finished"]:
+                        self._print_verbose_msg_init_end(lower_bound, run["converged"],
+                                                         init=run["init"] if named else None)
+                if named and self.verbose >= 2:
+                    self._iter_prev_time = time()
+                if checkpoint is not None:
+                    checkpoint.save({"next_init": next_init, "runs": runs, "best": best,
+                                     "random_state": random_state.get_state()})
+            for run in runs:  # in the order of the initialisations, as one after another
+                if self.max_iter == 0:
+                    best.update(params=run["params"], n_iter=0)
+                elif run["lower_bound"] > best["lower_bound"] or best["lower_bound"] == -np.inf:
+                    best.update(lower_bound=run["lower_bound"], params=run["params"], n_iter=run["n_iter"],
+                                lower_bounds=run["lower_bounds"], converged=run["converged"])
+            runs = None
         if checkpoint is not None:
             checkpoint.remove()
 
+        self.converged_ = best["converged"]
         # No warning with max_iter=0: the caller asked for the initialisation only.
         if not self.converged_ and self.max_iter > 0:
             warnings.warn(_CONVERGENCE_MESSAGE, ConvergenceWarning)
-
-        self._set_parameters(best_params)
-        self.n_iter_ = best_n_iter
-        self.lower_bound_ = max_lower_bound
+        self._set_parameters(best["params"])
+        self.n_iter_ = best["n_iter"]
+        self.lower_bound_ = best["lower_bound"]
         if _reports_lower_bounds():
-            self.lower_bounds_ = best_lower_bounds
-        return passes, X
+            self.lower_bounds_ = best["lower_bounds"]
+
+    def _em_iteration(self, passes, X, sample_weight, total_weight, state):
+        """One E-step and M-step: one pass over X.
+
+        ``state`` is a list holding the parameters; they are taken out of it and let go
+        once the pass has read them. Returns the lower bound and the new parameters.
+        """
+        operands = list(self._iteration_operands(state.pop(), X.dtype))
+        result = passes.mixture_pass(X, tuple(operands), _SCATTER[self.covariance_type], sample_weight)
+        return self._m_step(operands, result, total_weight, X.dtype)
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters with EM, one pass over X per iteration.
@@ -391,20 +450,25 @@ class BaseMixture(DensityMixin, BaseEstimator):
             self._init_prev_time = time()
             self._iter_prev_time = self._init_prev_time
 
-    def _print_verbose_msg_iter_end(self, n_iter, diff_ll):
+    def _print_verbose_msg_iter_end(self, n_iter, diff_ll, init=None):
+        """scikit-learn's message; with ``init`` (runs sharing passes) it names the run, and
+        the time lapse is that of the shared pass (the caller restarts the clock)."""
         if n_iter % self.verbose_interval == 0:
+            run = "" if init is None else " (initialization %d)" % init
             if self.verbose == 1:
-                print("  Iteration %d" % n_iter)
+                print("  Iteration %d%s" % (n_iter, run))
             elif self.verbose >= 2:
                 cur_time = time()
-                print("  Iteration %d\t time lapse %.5fs\t ll change %.5f"
-                      % (n_iter, cur_time - self._iter_prev_time, diff_ll))
-                self._iter_prev_time = cur_time
+                print("  Iteration %d%s\t time lapse %.5fs\t ll change %.5f"
+                      % (n_iter, run, cur_time - self._iter_prev_time, diff_ll))
+                if init is None:
+                    self._iter_prev_time = cur_time
 
-    def _print_verbose_msg_init_end(self, lb, init_has_converged):
+    def _print_verbose_msg_init_end(self, lb, init_has_converged, init=None):
         converged_msg = "converged" if init_has_converged else "did not converge"
+        run = "" if init is None else " %d" % init
         if self.verbose == 1:
-            print(f"Initialization {converged_msg}.")
+            print(f"Initialization{run} {converged_msg}.")
         elif self.verbose >= 2:
             t = time() - self._init_prev_time
-            print(f"Initialization {converged_msg}. time lapse {t:.5f}s\t lower bound {lb:.5f}.")
+            print(f"Initialization{run} {converged_msg}. time lapse {t:.5f}s\t lower bound {lb:.5f}.")

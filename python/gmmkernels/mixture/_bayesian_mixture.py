@@ -18,7 +18,7 @@ from ._base import BaseMixture
 from ._checks import _check_array, _check_option, _check_precision_matrix, _check_precision_positivity, _check_shape
 from ._fallbacks import InvalidParameterError
 from ._numerics import (
-    _SCATTER, _compute_log_det_cholesky, _compute_precision_cholesky, _estimate_gaussian_parameters,
+    _compute_log_det_cholesky, _compute_precision_cholesky, _estimate_gaussian_parameters,
     _pass_operands_from_log_weights, _precisions_from_cholesky, _tied_covariance_of_all_rows,
 )
 from ._special import betaln, digamma, gammaln
@@ -345,14 +345,16 @@ class BayesianGaussianMixture(BaseMixture):
         return float(-neg_entropy - log_wishart - log_norm_weight
                      - 0.5 * n_features * np.sum(np.log(mean_precision)))
 
-    def _em_iteration(self, passes, X, sample_weight, total_weight, state):
-        """One variational E-step and M-step: one pass over X. Returns the lower bound at the
-        new parameters (with the E-step's responsibilities) and the new parameters."""
-        params = state.pop()
-        log_norm, centers, precisions = self._variational_operands(params, X.dtype)
-        del params
-        log_likelihood, counts, first, second = passes.mixture_pass(
-            X, (log_norm, centers, precisions), _SCATTER[self.covariance_type], sample_weight)
+    def _iteration_operands(self, params, dtype):
+        """The variational E-step at ``params`` as :func:`mixture_pass` takes it."""
+        return self._variational_operands(params, dtype)
+
+    def _m_step(self, operands, result, total_weight, dtype):
+        """The lower bound at the new parameters (with the E-step's responsibilities) and the
+        new parameters, from a pass's ``result`` at ``operands`` (a list, emptied)."""
+        log_norm, centers, precisions = operands
+        operands.clear()
+        log_likelihood, counts, first, second = result
         # Σ_i w_i Σ_k r_ik log p_ik = Σ_k c_k N_k − ½ Σ_k tr(Λ_k S2_k), S2 about `centers`.
         if self.covariance_type == "full":
             trace = sum(float(np.vdot(p.astype(np.float64, copy=False), s)) for p, s in zip(precisions, second))
@@ -364,7 +366,7 @@ class BayesianGaussianMixture(BaseMixture):
         del precisions
         nk, xk, sk = _estimate_gaussian_parameters(
             counts, first, second, centers.astype(np.float64), self.reg_covar, self.covariance_type)
-        params = self._variational_m_step(nk, xk, sk, X.dtype == np.float32)
+        params = self._variational_m_step(nk, xk, sk, dtype == np.float32)
         return self._lower_bound(params, neg_entropy), params
 
     def _get_parameters(self):

@@ -130,6 +130,18 @@ class DaskPasses:
         """One :func:`gmmkernels.dask.mixture_pass`: the statistics of all blocks, tree-reduced."""
         return gd.mixture_pass(X, *operands, scatter=scatter, sample_weight=sample_weight, **self.options)
 
+    def mixture_passes(self, X, requests, sample_weight=None):
+        """Several fused passes (``requests``: (operands, scatter) pairs) that read X once:
+        each block's task runs all of them on its rows (``_InMemoryPasses.mixture_passes``),
+        and the statistics of every request are added up by one tree."""
+        if len(requests) == 1:
+            operands, scatter = requests[0]
+            return [self.mixture_pass(X, operands, scatter, sample_weight)]
+        shared = [(tuple(_graph.shared_operand(np.asarray(o)) for o in operands), scatter)
+                  for operands, scatter in requests]
+        results = self._reduce("mixture_passes", X, sample_weight=sample_weight, requests=shared)
+        return [(float(r[0]), r[1], r[2], r[3]) for r in results]
+
     def row_outputs(self, X, operands, output, out=None):
         """A lazy dask array with X's row chunks: labels, responsibilities or log-densities,
         each block by ``_InMemoryPasses.row_outputs`` in one task."""
@@ -312,6 +324,12 @@ def _named(row_names, row_blocks):
     return dict(zip(row_names, row_blocks))
 
 
+def _block_mixture_passes(x, *row_blocks, row_names, requests, threads, memory_limit):
+    rows = _named(row_names, row_blocks)
+    results = _in_memory(threads, memory_limit).mixture_passes(x, requests, rows.get("sample_weight"))
+    return tuple(tuple(r) for r in results)
+
+
 def _block_check_finite(x, *row_blocks, row_names, threads, memory_limit):
     _in_memory(threads, memory_limit).check_finite(x)
 
@@ -409,6 +427,7 @@ def _block_row_outputs(x, *, what, log_norm, centers, precisions, threads, memor
 
 
 _BLOCK_METHODS = {
+    "mixture_passes": _block_mixture_passes,
     "check_finite": _block_check_finite,
     "gram": _block_gram,
     "hard_statistics": _block_hard_statistics,

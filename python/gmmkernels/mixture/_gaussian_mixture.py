@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from ._base import BaseMixture
+from ._base import _DEFAULT_MEMORY_LIMIT, BaseMixture, _run_side_by_side
 from ._checks import _check_means, _check_precisions, _check_random_state, _check_weights
 from ._fallbacks import InvalidParameterError
 from ._numerics import (
@@ -243,25 +243,22 @@ class GaussianMixture(BaseMixture):
             covariances = _covariances_from_precision_cholesky(precisions_chol, self.covariance_type)
         return weights, means, covariances, precisions_chol
 
-    def _em_iteration(self, passes, X, sample_weight, total_weight, state):
-        """One E-step and M-step: one pass over X.
+    def _iteration_operands(self, params, dtype):
+        """The E-step at ``params`` as :func:`mixture_pass` takes it: (log_norm, centers, precisions)."""
+        weights, means, _, precisions_chol = params
+        return _pass_operands(weights, means, precisions_chol, self.covariance_type, dtype)
 
-        ``state`` is a list holding the parameters; they are taken out of it and let go
-        once the pass has read them. Returns the lower bound (the mean weighted
-        log-likelihood at those parameters) and the new parameters.
-        """
-        weights, means, _, precisions_chol = state.pop()
-        log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol,
-                                                       self.covariance_type, X.dtype)
-        del precisions_chol
-        log_likelihood, counts, first, second = passes.mixture_pass(
-            X, (log_norm, centers, precisions), _SCATTER[self.covariance_type], sample_weight)
-        del precisions  # K·d² at most: not needed for the M-step
+    def _m_step(self, operands, result, total_weight, dtype):
+        """The lower bound (the mean weighted log-likelihood at the E-step's parameters) and
+        the new parameters, from a pass's ``result`` at ``operands`` (a list, emptied first:
+        its K·d² precisions are not needed for the M-step)."""
+        _, centers, _ = operands
+        operands.clear()
+        log_likelihood, counts, first, second = result
         nk, means, covariances = _estimate_gaussian_parameters(
             counts, first, second, centers.astype(np.float64), self.reg_covar, self.covariance_type)
         weights = nk / np.sum(nk)
-        precisions_chol = _compute_precision_cholesky(covariances, self.covariance_type,
-                                                      X.dtype == np.float32)
+        precisions_chol = _compute_precision_cholesky(covariances, self.covariance_type, dtype == np.float32)
         return log_likelihood / total_weight, (weights, means, covariances, precisions_chol)
 
     def _get_parameters(self):
@@ -368,7 +365,11 @@ def _blend(kept, delta, batch, batch_scale, kept_scale, covariance_type):
 def select_n_components(X, n_components_range, *, criterion="bic", sample_weight=None, **params):
     """Fit a :class:`GaussianMixture` for each number of components and score it.
 
-    Each fit costs its EM passes plus one scoring pass over X for the criterion.
+    The candidates are fitted side by side: each EM round is one pass over X for all of
+    them (each with its own log-sum-exp; a candidate that has converged drops out), and one
+    more pass scores them all. Candidates are grouped when their statistics do not fit
+    ``memory_limit`` together, so X is read about as often as the longest fit of each group
+    needs, plus the initialisations' reads.
 
     Parameters
     ----------
@@ -379,7 +380,8 @@ def select_n_components(X, n_components_range, *, criterion="bic", sample_weight
         ``sum(sample_weight)``.
     sample_weight : array-like of shape (n_samples,), optional
     **params
-        Other :class:`GaussianMixture` parameters (covariance_type, random_state, ...).
+        Other :class:`GaussianMixture` parameters (covariance_type, random_state, ...);
+        not ``checkpoint``.
 
     Returns
     -------
@@ -393,12 +395,29 @@ def select_n_components(X, n_components_range, *, criterion="bic", sample_weight
     n_components_range = list(n_components_range)
     if not n_components_range:
         raise ValueError("n_components_range is empty")
-    scores = np.empty(len(n_components_range))
-    best = None
-    for i, n_components in enumerate(n_components_range):
-        model = GaussianMixture(n_components=n_components, **params)
-        model.fit(X, sample_weight=sample_weight)
-        scores[i] = model._information_criterion(X, criterion, sample_weight)
-        if best is None or scores[i] < scores[:i].min():
-            best = model
-    return best, scores
+    if params.get("checkpoint") is not None:
+        raise ValueError("select_n_components fits its candidates side by side and takes no checkpoint; "
+                         "fit each GaussianMixture(n_components=k, checkpoint=...) on its own instead")
+    models = [GaussianMixture(n_components=k, **params) for k in n_components_range]
+    for model in models:
+        model._check_params()
+    passes = models[0]._passes(X)
+    prepared = [model._prepare(passes, X, sample_weight, check_finite=i == 0) for i, model in enumerate(models)]
+    X, sample_weight, total_weight, _ = prepared[0]
+    budget = models[0].memory_limit or _DEFAULT_MEMORY_LIMIT
+    groups, used = [[]], 0
+    for model, (_, _, _, initial) in zip(models, prepared):
+        size = model._runs_per_pass(X.shape[1]) * model._statistics_bytes(X.shape[1])
+        if groups[-1] and used + size > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append((model, initial))
+        used += size
+    for group in groups:
+        _run_side_by_side(passes, X, sample_weight,
+                          [model._em_runs(passes, X, sample_weight, total_weight, initial, alone=len(group) == 1)
+                           for model, initial in group])
+    results = passes.mixture_passes(X, [(model._operands(X.dtype), "none") for model in models], sample_weight)
+    penalty = math.log(total_weight) if criterion == "bic" else 2.0
+    scores = np.array([-2.0 * result[0] + model._n_parameters() * penalty for model, result in zip(models, results)])
+    return models[int(np.argmin(scores))], scores

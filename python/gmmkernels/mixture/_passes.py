@@ -142,6 +142,11 @@ def _one_hot_statistics(passes, X, indices, covariance_type, sample_weight):
     second = np.zeros({"full": (k, d, d), "tied": (d, d)}.get(covariance_type, (k, d)))
     return counts, np.zeros((k, d)), second, centers
 
+#: Rows of X a joint pass (:meth:`_InMemoryPasses.mixture_passes`) takes through all its
+#: requests at a time: a block this large stays in the page cache between them.
+_JOINT_BLOCK_BYTES = 256 << 20
+
+
 class _InMemoryPasses:
     """Every read of X the estimator makes, for X in memory or in a memmap.
 
@@ -179,6 +184,31 @@ class _InMemoryPasses:
         """The fused pass: (log_likelihood, counts, first, second) at ``operands``, the
         (log_norm, centers, precisions) of :func:`_pass_operands`."""
         return mixture_pass(X, *operands, scatter=scatter, sample_weight=sample_weight, **self.options)
+
+    def mixture_passes(self, X, requests, sample_weight=None):
+        """Several fused passes (``requests``: (operands, scatter) pairs) that read X once:
+        by blocks of :data:`_JOINT_BLOCK_BYTES` of X, each block through every request while it
+        is in memory (in the page cache, for a memmap), the statistics added up per request.
+        One request is one :meth:`mixture_pass`."""
+        if len(requests) == 1:
+            operands, scatter = requests[0]
+            return [self.mixture_pass(X, operands, scatter, sample_weight)]
+        n, d = X.shape
+        rows = max(1, _JOINT_BLOCK_BYTES // max(1, d * X.dtype.itemsize))
+        totals = [None] * len(requests)
+        for block in _kmeans.row_blocks(n, rows):
+            w = None if sample_weight is None else sample_weight[block]
+            for j, (operands, scatter) in enumerate(requests):
+                result = self.mixture_pass(X[block], operands, scatter, w)
+                if totals[j] is None:
+                    totals[j] = list(result)
+                    continue
+                total = totals[j]
+                total[0] += result[0]
+                for i in (1, 2, 3):
+                    if result[i] is not None:
+                        total[i] += result[i]
+        return [tuple(t) for t in totals]
 
     def row_outputs(self, X, operands, output, out=None):
         """Per-row results at ``operands``: ``output`` 'labels' (n_samples,) of intp, 'resp'
