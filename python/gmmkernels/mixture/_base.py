@@ -237,6 +237,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
                     runs.append({"init": init, "params": params, "n_iter": 0, "lower_bounds": [],
                                  "lower_bound": -np.inf if do_init else self.lower_bound_,
                                  "converged": False, "finished": self.max_iter == 0})
+                    params = None  # held by the run only, so that an iteration can let it go
                 next_init = runs[-1]["init"] + 1
             while True:
                 live = [r for r in runs if not r["finished"]]
@@ -265,6 +266,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
                     if run["finished"]:
                         self._print_verbose_msg_init_end(lower_bound, run["converged"],
                                                          init=run["init"] if named else None)
+                # The runs hold the parameters; the old ones go in the next pass.
+                updates = params = None
                 if named and self.verbose >= 2:
                     self._iter_prev_time = time()
                 if checkpoint is not None:

@@ -172,32 +172,32 @@ class GaussianMixture(BaseMixture):
                                                  _check_random_state(self.random_state), initial)
         else:
             params = self._get_parameters()
-        statistics = getattr(self, "_online_statistics", None) if fitted else None
-        if statistics is None:
-            statistics = _scatter_of_parameters(params[0], params[2], covariance_type, self.reg_covar)
-            steps = 0
-        else:
-            steps = self.n_steps_
+        steps = self.n_steps_ if fitted else 0
 
-        weights, means, _, precisions_chol = params
-        log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol, covariance_type, X.dtype)
+        weights, means, covariances, precisions_chol = params
+        del params
+        # The fitted precisions_ are the pass's operand as they are (no second K·d² copy).
+        log_norm, centers, precisions = _pass_operands(weights, means, precisions_chol, covariance_type, X.dtype,
+                                                       self.__dict__.get("precisions_"))
+        del precisions_chol
         log_likelihood, counts, first, second = passes.mixture_pass(
             X, (log_norm, centers, precisions), _SCATTER[covariance_type], sample_weight)
         del precisions
         gamma = (steps + 2.0) ** -float(self.learning_decay)
         centers = centers.astype(np.float64)
-        counts, first, second = _blend(statistics, means - centers, (counts, first, second), gamma / total_weight,
-                                       1.0 - gamma, covariance_type)
-        nk, new_means, covariances = _estimate_gaussian_parameters(counts, first, second, centers, self.reg_covar,
-                                                                   covariance_type)
+        counts, first, second = _blend(weights, covariances, self.reg_covar, means - centers,
+                                       (counts, first, second), gamma / total_weight, 1.0 - gamma, covariance_type)
+        del covariances
+        nk, new_means, new_covariances = _estimate_gaussian_parameters(counts, first, second, centers,
+                                                                       self.reg_covar, covariance_type)
         del second  # now the covariances (written over it for 'full')
         new_weights = nk / np.sum(nk)
-        new_chol = _compute_precision_cholesky(covariances, covariance_type, X.dtype == np.float32)
-        kept = _scatter_of_parameters(nk, covariances, covariance_type, self.reg_covar)
+        new_chol = _compute_precision_cholesky(new_covariances, covariance_type, X.dtype == np.float32)
 
-        self._set_parameters((new_weights, new_means, covariances, new_chol))
-        # After _set_parameters, which forgets the statistics of earlier steps.
-        self._online_statistics = kept
+        # Nothing can fail any more: the old parameters go before the new precisions are formed.
+        for name in ("covariances_", "precisions_cholesky_", "precisions_"):
+            self.__dict__.pop(name, None)
+        self._set_parameters((new_weights, new_means, new_covariances, new_chol))
         self.n_steps_ = steps + 1
         self.lower_bound_ = log_likelihood / total_weight
         if not hasattr(self, "converged_"):
@@ -267,9 +267,7 @@ class GaussianMixture(BaseMixture):
     def _set_parameters(self, params):
         self.weights_, self.means_, self.covariances_, self.precisions_cholesky_ = params
         self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
-        # New parameters (from fit): partial_fit starts its statistics from them.
-        self._online_statistics = None
-        self.n_steps_ = 0
+        self.n_steps_ = 0  # partial_fit steps on from these parameters
 
     def _n_parameters(self):
         """Number of free parameters of the model."""
@@ -287,7 +285,8 @@ class GaussianMixture(BaseMixture):
 
     def _operands(self, dtype):
         """The fitted parameters as :func:`mixture_pass` takes them, in X's dtype."""
-        return _pass_operands(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, dtype)
+        return _pass_operands(self.weights_, self.means_, self.precisions_cholesky_, self.covariance_type, dtype,
+                              self.precisions_)
 
     def _information_criterion(self, X, criterion, sample_weight=None):
         self._check_is_fitted()
@@ -316,49 +315,38 @@ class GaussianMixture(BaseMixture):
         """
         return self._information_criterion(X, "aic")
 
-def _scatter_of_parameters(counts, covariances, covariance_type, reg_covar):
-    """The statistics per unit weight that partial_fit keeps, centred at the means:
-    (N_k, the scatter N_k (Σ_k − reg_covar·I)), summed over k for 'tied', its diagonal for
-    'diag', and for 'spherical' the variance on every diagonal entry (only their mean over
-    the features enters an M-step)."""
-    counts = np.array(counts, dtype=np.float64)
-    if covariance_type == "full":
-        scatter = np.empty_like(covariances)
-        for k, c in enumerate(covariances):
-            np.multiply(c, counts[k], out=scatter[k])
-            scatter[k].flat[:: c.shape[0] + 1] -= reg_covar * counts[k]
-    elif covariance_type == "tied":
-        scatter = covariances * np.sum(counts)
-        scatter.flat[:: covariances.shape[0] + 1] -= reg_covar * np.sum(counts)
-    elif covariance_type == "diag":
-        scatter = counts[:, np.newaxis] * (covariances - reg_covar)
-    else:
-        scatter = (counts * (covariances - reg_covar))[:, np.newaxis]
-    return counts, scatter
+def _blend(weights, covariances, reg_covar, delta, batch, batch_scale, kept_scale, covariance_type):
+    """``kept_scale·s + batch_scale·ŝ``, the update of stepwise EM.
 
-
-def _blend(kept, delta, batch, batch_scale, kept_scale, covariance_type):
-    """``kept_scale·s + batch_scale·ŝ``: the kept statistics ``s`` (counts and scatter,
-    centred at the means) moved to the batch's centres (the means − delta) and blended with
-    the batch's (N, S1, S2). The batch's arrays are scaled in place; 'full' needs no
-    temporary larger than d²."""
-    kept_counts, kept_scatter = kept
+    ``s`` are the statistics per unit weight that the parameters stand for, centred at their
+    means: N_k = weights_k and the scatter N_k (Σ_k − reg_covar·I) (summed over k for 'tied',
+    its diagonal for 'diag'; for 'spherical' the variance on every diagonal entry, as only
+    their mean over the features enters an M-step), moved to the batch's centres (the means −
+    ``delta``). ``ŝ`` is the batch's (N, S1, S2) at those centres, scaled in place; 'full'
+    needs no temporary larger than d².
+    """
     counts, first, second = batch
+    kept_counts = np.asarray(weights, dtype=np.float64)
     moved = kept_counts[:, np.newaxis] * delta  # S1 of the kept statistics at the centres
     counts = kept_scale * kept_counts + batch_scale * counts
     first = kept_scale * moved + batch_scale * first
     if covariance_type == "full":
         for k in range(second.shape[0]):
+            kept = covariances[k] * kept_counts[k]
+            kept.flat[:: kept.shape[0] + 1] -= reg_covar * kept_counts[k]
+            kept += np.multiply.outer(moved[k], delta[k])
             second[k] *= batch_scale
-            second[k] += kept_scale * (kept_scatter[k] + np.multiply.outer(moved[k], delta[k]))
+            second[k] += kept_scale * kept
     elif covariance_type == "tied":
+        kept = covariances * np.sum(kept_counts)
+        kept.flat[:: kept.shape[0] + 1] -= reg_covar * np.sum(kept_counts)
         second *= batch_scale
-        second += kept_scale * (kept_scatter + moved.T @ delta)
+        second += kept_scale * (kept + moved.T @ delta)
     else:
-        # Spherical scatter is kept as one value per component: its mean over the features.
-        kept_diagonal = kept_scatter + moved * delta
+        spread = covariances - reg_covar
+        kept = kept_counts[:, np.newaxis] * (spread if covariance_type == "diag" else spread[:, np.newaxis])
         second *= batch_scale
-        second += kept_scale * kept_diagonal
+        second += kept_scale * (kept + moved * delta)
     return counts, first, second
 
 

@@ -223,8 +223,9 @@ def _compute_log_det_cholesky(matrix_chol, covariance_type, n_features):
         return np.sum(np.log(matrix_chol), axis=1)
     return n_features * np.log(matrix_chol)
 
-def _pass_operands(weights, means, precisions_chol, covariance_type, dtype):
-    """What :func:`mixture_pass` needs, in X's dtype.
+def _pass_operands(weights, means, precisions_chol, covariance_type, dtype, precisions=None):
+    """What :func:`mixture_pass` needs, in X's dtype; ``precisions``, if given, are the
+    model's ``precisions_`` (U Uᵀ already formed: used in place for float64 X).
 
     Returns
     -------
@@ -237,14 +238,17 @@ def _pass_operands(weights, means, precisions_chol, covariance_type, dtype):
     """
     with np.errstate(divide="ignore"):
         log_weights = np.log(weights)
-    return _pass_operands_from_log_weights(log_weights, means, precisions_chol, covariance_type, dtype)
+    return _pass_operands_from_log_weights(log_weights, means, precisions_chol, covariance_type, dtype, precisions)
 
-def _pass_operands_from_log_weights(log_weights, means, precisions_chol, covariance_type, dtype):
+def _pass_operands_from_log_weights(log_weights, means, precisions_chol, covariance_type, dtype, precisions=None):
     """:func:`_pass_operands` from the log-weights (a variational model's expected ones)."""
     n_components, n_features = means.shape
     log_det = _compute_log_det_cholesky(precisions_chol, covariance_type, n_features)
     log_norm = log_weights + log_det - 0.5 * n_features * math.log(2 * math.pi)
-    precisions = _precisions_from_cholesky(precisions_chol, covariance_type, dtype)
+    if precisions is None:
+        precisions = _precisions_from_cholesky(precisions_chol, covariance_type, dtype)
+    else:
+        precisions = precisions.astype(dtype, copy=False)
     if covariance_type == "tied":
         precisions = np.broadcast_to(precisions, (n_components, n_features, n_features))
     elif covariance_type == "spherical":
