@@ -285,7 +285,7 @@ def run_n_init(args, n, d, k, dtype):
             results.append((label, seconds, read, model.n_iter_, model.lower_bound_))
     finally:
         _base.BaseMixture._runs_per_pass = runs_per_pass
-        del X
+        X = None  # unmapped before the file goes
         os.remove(path)
         os.rmdir(folder)
     size = n * d * np.dtype(dtype).itemsize

@@ -197,3 +197,115 @@ def test_learning_decay_is_checked(decay):
         GaussianMixture(2, learning_decay=decay).partial_fit(X)
     with pytest.raises(ValueError, match="learning_decay"):
         GaussianMixture(2, learning_decay=decay).fit(X)
+
+
+# --- BayesianGaussianMixture -----------------------------------------------------------------
+
+def sklearn_twin(model):
+    """A scikit-learn BayesianGaussianMixture holding `model`'s priors and parameters."""
+    from sklearn.mixture import BayesianGaussianMixture as Sklearn
+
+    twin = Sklearn(n_components=model.n_components, covariance_type=model.covariance_type,
+                   weight_concentration_prior_type=model.weight_concentration_prior_type, reg_covar=model.reg_covar)
+    for name in ("weight_concentration_prior_", "mean_precision_prior_", "mean_prior_", "degrees_of_freedom_prior_",
+                 "covariance_prior_", "weight_concentration_", "mean_precision_", "means_", "degrees_of_freedom_",
+                 "covariances_", "precisions_cholesky_"):
+        setattr(twin, name, getattr(model, name))
+    return twin
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("prior_type", ["dirichlet_process", "dirichlet_distribution"])
+def test_bayesian_steps_match_sklearns_variational_steps(covariance_type, prior_type):
+    """Each step: the E-step of scikit-learn's model at the same parameters, the moments
+    blended in raw form, scikit-learn's variational M-step from them scaled to the weight seen."""
+    pytest.importorskip("sklearn")
+    from gmmkernels import BayesianGaussianMixture
+
+    X, _ = blobs(n=3000, d=4, k=3, seed=12)
+    X += 100.0
+    decay = 0.8
+    model = BayesianGaussianMixture(n_components=3, covariance_type=covariance_type, learning_decay=decay,
+                                    weight_concentration_prior_type=prior_type, random_state=0,
+                                    init_params="random_from_data")
+    batches = [X[:1000], X[1000:2200], X[2200:]]
+    model.partial_fit(batches[0])
+    s0, xk, sk = model._online_moments
+    k, d = xk.shape
+    cov = full_covariances_of(sk, covariance_type, k, d)
+    raw = [s0, s0[:, np.newaxis] * xk,
+           s0[:, np.newaxis, np.newaxis] * (cov - 1e-6 * np.eye(d) + np.einsum("kj,kl->kjl", xk, xk))]
+    seen = 1000.0
+    for t, batch in enumerate(batches[1:], start=1):
+        twin = sklearn_twin(model)
+        _, log_resp = twin._estimate_log_prob_resp(batch)
+        resp = np.exp(log_resp) / batch.shape[0]
+        gamma = (t + 2.0) ** -decay
+        batch_moments = [resp.sum(axis=0), resp.T @ batch, np.einsum("ik,ij,il->kjl", resp, batch, batch)]
+        raw = [(1 - gamma) * old + gamma * new for old, new in zip(raw, batch_moments)]
+        model.partial_fit(batch)
+        seen += batch.shape[0]
+        s0, xk, sk = model._online_moments
+        assert_allclose(s0, raw[0], rtol=1e-9)
+        assert_allclose(xk, raw[1] / raw[0][:, np.newaxis], rtol=1e-9)
+        scatter = raw[2] / raw[0][:, np.newaxis, np.newaxis] - np.einsum("kj,kl->kjl", xk, xk)
+        expected = {"full": scatter + 1e-6 * np.eye(d),
+                    "tied": np.einsum("k,kjl->jl", raw[0], scatter) / raw[0].sum() + 1e-6 * np.eye(d),
+                    "diag": np.einsum("kjj->kj", scatter) + 1e-6, "spherical": np.einsum("kjj->k", scatter) / d + 1e-6}
+        assert_allclose(sk, expected[covariance_type], rtol=1e-7, atol=1e-9)
+        # scikit-learn's variational M-step from the same moments, scaled to the weight seen.
+        twin._estimate_weights(seen * s0)
+        twin._estimate_means(seen * s0, xk)
+        twin._estimate_precisions(seen * s0, xk, sk.copy())
+        for name in ("mean_precision_", "means_", "degrees_of_freedom_", "covariances_", "precisions_cholesky_"):
+            assert_allclose(getattr(model, name), getattr(twin, name), rtol=1e-9, err_msg=name)
+        assert_allclose(np.ravel(model.weight_concentration_), np.ravel(twin.weight_concentration_), rtol=1e-9)
+    assert model.n_steps_ == 3 and model.n_samples_seen_ == 3000
+
+
+def full_covariances_of(sk, covariance_type, k, d):
+    return {"full": lambda: sk, "tied": lambda: np.broadcast_to(sk, (k, d, d)),
+            "diag": lambda: np.array([np.diag(v) for v in sk]),
+            "spherical": lambda: np.array([v * np.eye(d) for v in sk])}[covariance_type]()
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_bayesian_epochs_reach_the_full_batch_fit(covariance_type):
+    from gmmkernels import BayesianGaussianMixture
+
+    X, _ = blobs(n=40000, d=6, k=4, seed=5, scale=8.0)
+    X += 50.0
+    params = dict(n_components=4, covariance_type=covariance_type, random_state=0)
+    target = BayesianGaussianMixture(**params).fit(X).score(X)
+    online = BayesianGaussianMixture(total_samples=X.shape[0], **params)
+    order = np.random.RandomState(1).permutation(X.shape[0])
+    for _ in range(3):
+        for start in range(0, X.shape[0], 2000):
+            online.partial_fit(X[order[start:start + 2000]])
+    assert abs(online.score(X) - target) <= 0.01 * abs(target), (online.score(X), target)
+
+
+def test_bayesian_bad_batches_change_nothing_and_fit_starts_afresh():
+    from gmmkernels import BayesianGaussianMixture
+
+    X, _ = blobs(n=3000, d=4, k=3, seed=9)
+    model = BayesianGaussianMixture(n_components=3, random_state=0).partial_fit(X[:1000])
+    before = state(model)
+    moments = [m.copy() for m in model._online_moments]
+    nan = X[1000:2000].copy()
+    nan[3, 0] = np.inf
+    for batch in (X[1000:, :2], nan, X[:0]):
+        with pytest.raises(ValueError):
+            model.partial_fit(batch)
+        assert_same_state(before, state(model))
+        assert all(np.array_equal(a, b) for a, b in zip(moments, model._online_moments))
+    with pytest.raises(ValueError, match="learning_decay"):
+        BayesianGaussianMixture(learning_decay=0.3).partial_fit(X)
+    with pytest.raises(ValueError, match="total_samples"):
+        BayesianGaussianMixture(total_samples=-1).partial_fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(max_iter=5).fit(X)
+    assert model.n_steps_ == 0 and model._online_moments is None
+    model.partial_fit(X[:500])
+    assert model.n_steps_ == 1 and model.n_samples_seen_ == 500

@@ -129,14 +129,7 @@ class BaseMixture(DensityMixin, BaseEstimator):
         if self.init_params == "random":
             # Reference point of the statistics: the mean of the first block (any point
             # near the data avoids cancellation; all components start near the data mean).
-            head_rows = slice(0, _kmeans.block_rows(self.memory_limit, 16 * X.shape[1]))
-            head = _kmeans.as_float64(passes.rows(X, head_rows))
-            w_head = None if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, head_rows))
-            if w_head is None or not np.any(w_head > 0):
-                reference = head.mean(axis=0)
-            else:
-                reference = w_head @ head / w_head.sum()
-            centers = np.tile(reference, (k, 1))
+            centers = np.tile(self._head_mean(passes, X, sample_weight), (k, 1))
             stats = passes.uniform_statistics(X, random_state, centers, self.covariance_type, sample_weight)
             return tuple(stats) + (centers,)
         if self.init_params == "random_from_data":
@@ -148,6 +141,16 @@ class BaseMixture(DensityMixin, BaseEstimator):
         else:  # "k-means++"
             indices = passes.kmeans_plusplus(X, k, random_state, sample_weight)
         return _one_hot_statistics(passes, X, indices, self.covariance_type, sample_weight)
+
+    def _head_mean(self, passes, X, sample_weight):
+        """The (weighted) mean of a first block of rows of X: a point near the data, to centre
+        statistics at so that a large mean offset does not cancel."""
+        head_rows = slice(0, _kmeans.block_rows(self.memory_limit, 16 * X.shape[1]))
+        head = _kmeans.as_float64(passes.rows(X, head_rows))
+        w_head = None if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, head_rows))
+        if w_head is None or not np.any(w_head > 0):
+            return head.mean(axis=0)
+        return w_head @ head / w_head.sum()
 
     def _passes(self, X):
         return _passes_for(X, threads=self.threads, memory_limit=self.memory_limit)

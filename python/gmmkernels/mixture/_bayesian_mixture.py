@@ -13,12 +13,12 @@ import numbers
 
 import numpy as np
 
-from .. import _kmeans
 from ._base import BaseMixture
-from ._checks import _check_array, _check_option, _check_precision_matrix, _check_precision_positivity, _check_shape
+from ._checks import (_check_array, _check_learning_decay, _check_option, _check_precision_matrix,
+                      _check_precision_positivity, _check_random_state, _check_shape)
 from ._fallbacks import InvalidParameterError
 from ._numerics import (
-    _compute_log_det_cholesky, _compute_precision_cholesky, _estimate_gaussian_parameters,
+    _SCATTER, _blend, _compute_log_det_cholesky, _compute_precision_cholesky, _estimate_gaussian_parameters,
     _pass_operands_from_log_weights, _precisions_from_cholesky, _tied_covariance_of_all_rows,
 )
 from ._special import betaln, digamma, gammaln
@@ -100,6 +100,11 @@ class BayesianGaussianMixture(BaseMixture):
         resumes from it and ends with the result the uninterrupted fit would have had; one of
         other data or parameters is an error naming what differs. Removed when the fit ends.
         The file holds up to two sets of parameters (the current and the best fit's).
+    learning_decay : float, default=0.6
+        α of :meth:`partial_fit`'s step size ``(t + 2)^(−α)``; in (0.5, 1].
+    total_samples : float, default=None
+        The data size :meth:`partial_fit`'s posterior stands for (default: the weight of the
+        batches seen so far).
 
     Attributes
     ----------
@@ -121,6 +126,9 @@ class BayesianGaussianMixture(BaseMixture):
         The variational lower bound of the best fit (up to scikit-learn's dropped constants).
     lower_bounds_ : list of float
     n_features_in_ : int
+    n_steps_, n_samples_seen_ : int, float
+        :meth:`partial_fit`'s steps and the weight of their batches since the parameters were
+        initialised (or last fitted by :meth:`fit`).
     """
 
     def __init__(
@@ -146,6 +154,8 @@ class BayesianGaussianMixture(BaseMixture):
         threads=None,
         memory_limit=None,
         checkpoint=None,
+        learning_decay=0.6,
+        total_samples=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -167,9 +177,14 @@ class BayesianGaussianMixture(BaseMixture):
         self.threads = threads
         self.memory_limit = memory_limit
         self.checkpoint = checkpoint
+        self.learning_decay = learning_decay
+        self.total_samples = total_samples
 
     def _check_params(self):
         super()._check_params()
+        _check_learning_decay(self)
+        if self.total_samples is not None:
+            _check_positive(self, "total_samples")
         _check_option(self, "weight_concentration_prior_type", _WEIGHT_PRIOR_TYPES)
         for name in ("weight_concentration_prior", "mean_precision_prior", "degrees_of_freedom_prior"):
             _check_positive(self, name)
@@ -231,13 +246,7 @@ class BayesianGaussianMixture(BaseMixture):
         of rows, so a large mean offset does not cancel.
         """
         n, d = X.shape
-        head_rows = slice(0, _kmeans.block_rows(self.memory_limit, 16 * d))
-        head = _kmeans.as_float64(passes.rows(X, head_rows))
-        w_head = None if sample_weight is None else _kmeans.as_float64(passes.rows(sample_weight, head_rows))
-        if w_head is None or not np.any(w_head > 0):
-            reference = head.mean(axis=0)
-        else:
-            reference = w_head @ head / w_head.sum()
+        reference = self._head_mean(passes, X, sample_weight)
         full = self.covariance_type in ("full", "tied")
         counts, first, second = passes.hard_statistics(
             X, reference[np.newaxis, :], "tied" if full else "diag", sample_weight)
@@ -251,14 +260,91 @@ class BayesianGaussianMixture(BaseMixture):
             covariance = (second[0] - total * offset * offset) / (total - 1.0)
         return mean, covariance
 
-    def _initialize_parameters(self, passes, X, sample_weight, total_weight, random_state, initial):
-        """The variational parameters after one M-step on the initial responsibilities."""
+    def _initial_moments(self, passes, X, sample_weight, random_state):
+        """(N_k, the data means x̄_k, the data covariances S_k) of the initial responsibilities."""
         counts, first, second, centers = self._initial_statistics(passes, X, sample_weight, random_state)
         nk, xk, sk = _estimate_gaussian_parameters(counts, first, second, centers, self.reg_covar,
                                                    self.covariance_type)
         if self.covariance_type == "tied" and self.init_params in ("k-means++", "random_from_data"):
             sk = _tied_covariance_of_all_rows(passes.gram(X, sample_weight), nk, xk, self.reg_covar)
+        return nk, xk, sk
+
+    def _initialize_parameters(self, passes, X, sample_weight, total_weight, random_state, initial):
+        """The variational parameters after one M-step on the initial responsibilities."""
+        nk, xk, sk = self._initial_moments(passes, X, sample_weight, random_state)
         return self._variational_m_step(nk, xk, sk, X.dtype == np.float32)
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of stochastic variational inference on a batch of rows.
+
+        The stepwise EM of :meth:`GaussianMixture.partial_fit` on the data's moments: the
+        model keeps N_k, x̄_k and S_k per unit weight; each call is one variational E-step on
+        the batch (one pass over it), the update ``s ← (1 − γ_t) s + γ_t ŝ_batch`` with
+        ``γ_t = (t + 2)^(−learning_decay)``, and the variational M-step from ``s`` scaled to
+        the data size ``total_samples`` (default: the weight of the batches seen since the
+        parameters were initialised). The first call resolves the priors against its batch and
+        initialises as :meth:`fit` would; after :meth:`fit`, the first call's moments are its
+        batch's under the fitted model. ``lower_bound_`` is left as it is (the bound needs all
+        of the data). A bad batch raises before anything changes.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : BayesianGaussianMixture
+        """
+        self._check_params()
+        fitted = hasattr(self, "precisions_cholesky_")
+        passes = self._passes(X)
+        X = passes.validate(self, X, reset=not fitted)
+        if not fitted and X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components in the first batch "
+                f"but got n_components = {self.n_components}, n_samples = {X.shape[0]}")
+        sample_weight, _, total_weight = passes.sample_weight(sample_weight, X)
+        passes.check_finite(X)
+        float32 = X.dtype == np.float32
+        covariance_type = self.covariance_type
+        if fitted:
+            moments = self.__dict__.get("_online_moments")
+            params, steps, seen = self._get_parameters(), self.n_steps_, self.n_samples_seen_
+        else:
+            self._check_initial_parameters(passes, X, sample_weight)
+            nk, xk, sk = self._initial_moments(passes, X, sample_weight, _check_random_state(self.random_state))
+            moments = (nk / total_weight, xk, sk.copy())
+            params = self._variational_m_step(nk, xk, sk, float32)
+            steps, seen = 0, 0.0
+        operands = list(self._variational_operands(params, X.dtype))
+        del params
+        centers = operands[1].astype(np.float64)
+        counts, first, second = passes.mixture_pass(X, tuple(operands), _SCATTER[covariance_type], sample_weight)[1:]
+        operands.clear()
+        if moments is None:  # after fit: the batch's moments alone
+            gamma = 1.0
+            counts, first, second = counts / total_weight, first / total_weight, second / total_weight
+        else:
+            gamma = (steps + 2.0) ** -float(self.learning_decay)
+            kept_counts, kept_means, kept_covariances = moments
+            counts, first, second = _blend(kept_counts, kept_covariances, self.reg_covar, kept_means - centers,
+                                           (counts, first, second), gamma / total_weight, 1.0 - gamma,
+                                           covariance_type)
+        del moments
+        nk, xk, sk = _estimate_gaussian_parameters(counts, first, second, centers, self.reg_covar, covariance_type)
+        seen += total_weight
+        scale = seen if self.total_samples is None else float(self.total_samples)
+        params = self._variational_m_step(scale * nk, xk, sk.copy(), float32)
+        for name in ("covariances_", "precisions_cholesky_", "precisions_"):
+            self.__dict__.pop(name, None)
+        self._set_parameters(params)
+        self._online_moments = (nk, xk, sk)
+        self.n_steps_, self.n_samples_seen_ = steps + 1, seen
+        if not hasattr(self, "converged_"):
+            self.converged_, self.n_iter_, self.lower_bound_ = False, 0, -np.inf
+        return self
 
     def _variational_m_step(self, nk, xk, sk, float32_input):
         """(weight_concentration, mean_precision, means, degrees_of_freedom, covariances,
@@ -384,6 +470,9 @@ class BayesianGaussianMixture(BaseMixture):
         else:
             self.weights_ = self.weight_concentration_ / np.sum(self.weight_concentration_)
         self.precisions_ = _precisions_from_cholesky(self.precisions_cholesky_, self.covariance_type)
+        # New parameters: partial_fit steps on from them with its moments afresh.
+        self._online_moments = None
+        self.n_steps_, self.n_samples_seen_ = 0, 0.0
 
     def _operands(self, dtype):
         """The fitted model's E-step as :func:`mixture_pass` takes it, in X's dtype."""

@@ -256,3 +256,12 @@ def _check_option(estimator, name, options):
             % (name, type(estimator).__name__, "{%s}" % ", ".join(repr(o) for o in sorted(options)),
                repr(value))
         )
+
+
+def _check_learning_decay(estimator):
+    """partial_fit's α: a float in (0.5, 1]."""
+    value = estimator.learning_decay
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not 0.5 < value <= 1.0):
+        raise InvalidParameterError(
+            "The 'learning_decay' parameter of %s must be a float in the range (0.5, 1.0]. Got %r instead."
+            % (type(estimator).__name__, value))

@@ -5,10 +5,9 @@ import math
 import numpy as np
 
 from ._base import _DEFAULT_MEMORY_LIMIT, BaseMixture, _run_side_by_side
-from ._checks import _check_means, _check_precisions, _check_random_state, _check_weights
-from ._fallbacks import InvalidParameterError
+from ._checks import _check_learning_decay, _check_means, _check_precisions, _check_random_state, _check_weights
 from ._numerics import (
-    _SCATTER, _compute_precision_cholesky, _compute_precision_cholesky_from_precisions, _covariances_from_precision_cholesky,
+    _SCATTER, _blend, _compute_precision_cholesky, _compute_precision_cholesky_from_precisions, _covariances_from_precision_cholesky,
     _estimate_gaussian_parameters, _pass_operands, _precisions_from_cholesky, _tied_covariance_of_all_rows,
 )
 
@@ -122,12 +121,7 @@ class GaussianMixture(BaseMixture):
 
     def _check_params(self):
         super()._check_params()
-        value = self.learning_decay
-        if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))
-                or not 0.5 < value <= 1.0):
-            raise InvalidParameterError(
-                "The 'learning_decay' parameter of %s must be a float in the range (0.5, 1.0]. "
-                "Got %r instead." % (type(self).__name__, value))
+        _check_learning_decay(self)
 
     def partial_fit(self, X, y=None, sample_weight=None):
         """One step of stepwise (online) EM on a batch of rows.
@@ -314,41 +308,6 @@ class GaussianMixture(BaseMixture):
         aic : float
         """
         return self._information_criterion(X, "aic")
-
-def _blend(weights, covariances, reg_covar, delta, batch, batch_scale, kept_scale, covariance_type):
-    """``kept_scale·s + batch_scale·ŝ``, the update of stepwise EM.
-
-    ``s`` are the statistics per unit weight that the parameters stand for, centred at their
-    means: N_k = weights_k and the scatter N_k (Σ_k − reg_covar·I) (summed over k for 'tied',
-    its diagonal for 'diag'; for 'spherical' the variance on every diagonal entry, as only
-    their mean over the features enters an M-step), moved to the batch's centres (the means −
-    ``delta``). ``ŝ`` is the batch's (N, S1, S2) at those centres, scaled in place; 'full'
-    needs no temporary larger than d².
-    """
-    counts, first, second = batch
-    kept_counts = np.asarray(weights, dtype=np.float64)
-    moved = kept_counts[:, np.newaxis] * delta  # S1 of the kept statistics at the centres
-    counts = kept_scale * kept_counts + batch_scale * counts
-    first = kept_scale * moved + batch_scale * first
-    if covariance_type == "full":
-        for k in range(second.shape[0]):
-            kept = covariances[k] * kept_counts[k]
-            kept.flat[:: kept.shape[0] + 1] -= reg_covar * kept_counts[k]
-            kept += np.multiply.outer(moved[k], delta[k])
-            second[k] *= batch_scale
-            second[k] += kept_scale * kept
-    elif covariance_type == "tied":
-        kept = covariances * np.sum(kept_counts)
-        kept.flat[:: kept.shape[0] + 1] -= reg_covar * np.sum(kept_counts)
-        second *= batch_scale
-        second += kept_scale * (kept + moved.T @ delta)
-    else:
-        spread = covariances - reg_covar
-        kept = kept_counts[:, np.newaxis] * (spread if covariance_type == "diag" else spread[:, np.newaxis])
-        second *= batch_scale
-        second += kept_scale * (kept + moved * delta)
-    return counts, first, second
-
 
 def select_n_components(X, n_components_range, *, criterion="bic", sample_weight=None, **params):
     """Fit a :class:`GaussianMixture` for each number of components and score it.

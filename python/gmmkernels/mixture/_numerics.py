@@ -98,6 +98,40 @@ def _estimate_gaussian_parameters(counts, first, second, centers, reg_covar, cov
     covariances = _COVARIANCE_ESTIMATORS[covariance_type](counts, nk, first, second, delta, reg_covar)
     return nk, means, covariances
 
+def _blend(weights, covariances, reg_covar, delta, batch, batch_scale, kept_scale, covariance_type):
+    """``kept_scale·s + batch_scale·ŝ``, the update of stepwise EM.
+
+    ``s`` are the statistics per unit weight that the parameters stand for, centred at their
+    means: N_k = weights_k and the scatter N_k (Σ_k − reg_covar·I) (summed over k for 'tied',
+    its diagonal for 'diag'; for 'spherical' the variance on every diagonal entry, as only
+    their mean over the features enters an M-step), moved to the batch's centres (the means −
+    ``delta``). ``ŝ`` is the batch's (N, S1, S2) at those centres, scaled in place; 'full'
+    needs no temporary larger than d².
+    """
+    counts, first, second = batch
+    kept_counts = np.asarray(weights, dtype=np.float64)
+    moved = kept_counts[:, np.newaxis] * delta  # S1 of the kept statistics at the centres
+    counts = kept_scale * kept_counts + batch_scale * counts
+    first = kept_scale * moved + batch_scale * first
+    if covariance_type == "full":
+        for k in range(second.shape[0]):
+            kept = covariances[k] * kept_counts[k]
+            kept.flat[:: kept.shape[0] + 1] -= reg_covar * kept_counts[k]
+            kept += np.multiply.outer(moved[k], delta[k])
+            second[k] *= batch_scale
+            second[k] += kept_scale * kept
+    elif covariance_type == "tied":
+        kept = covariances * np.sum(kept_counts)
+        kept.flat[:: kept.shape[0] + 1] -= reg_covar * np.sum(kept_counts)
+        second *= batch_scale
+        second += kept_scale * (kept + moved.T @ delta)
+    else:
+        spread = covariances - reg_covar
+        kept = kept_counts[:, np.newaxis] * (spread if covariance_type == "diag" else spread[:, np.newaxis])
+        second *= batch_scale
+        second += kept_scale * (kept + moved * delta)
+    return counts, first, second
+
 def _solve_lower(lower, rhs):
     """``L⁻¹ B`` for lower-triangular L (…, n, n) and B (…, n, m), by blocked forward substitution.
 
