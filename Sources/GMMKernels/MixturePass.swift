@@ -11,10 +11,12 @@ internal import Glibc
 //      (S2 in full, summed over k for a tied covariance, or its diagonal only).
 // So one EM iteration reads X once, and nothing of size n × d is ever allocated.
 //
-// This file holds the pass's types, its checks, the dispatcher and what both passes share;
-// the passes are `componentMixturePass` (ComponentMixturePass.swift) and, for full and tied
-// mixtures of at most `liftedMaxFeatures` features, `liftedMixturePass`
-// (LiftedMixturePass.swift).
+// This file holds the pass's types, its checks, the dispatcher and what the passes share;
+// the passes are `diagonalMixturePass` (DiagonalMixturePass.swift) for diagonal and spherical
+// mixtures, `tiedMixturePass` (TiedMixturePass.swift) for tied ones whose Gram sums fit the
+// memory limit, `liftedMixturePass` (LiftedMixturePass.swift) for full and tied mixtures of at
+// most `liftedMaxFeatures` features, and `componentMixturePass` (ComponentMixturePass.swift)
+// for the others.
 
 /// The precisions of the components.
 public enum MixturePrecisions<T: KernelScalar> {
@@ -125,6 +127,22 @@ package func mixturePass<T: KernelScalar>(
   try checkBLASDimensions(x.cols)
   try probeAllocation(componentTableBytes(logNorm.count, perEntry: bytes(x.cols, MemoryLayout<T>.stride)))
   let d = x.cols
+  if case .diagonal(let p) = precisions, scatter == .diagonal || scatter == .none {
+    try diagonalMixturePass(
+      x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: p, scatter: scatter,
+      responsibilities: responsibilities, scores: scores, into: statistics, options: options)
+    return
+  }
+  // A tied mixture of few components costs less by the per-component quadratic forms (K·d²/2
+  // multiply-adds per row) than by the tied pass's Z Λ and Gram products (1.5·d², in Double).
+  if case .matrices(let qs) = precisions, scatter == .tied || scatter == .none, d > 0, qs.count >= tiedMinComponents,
+    isOneMatrix(qs)
+  {
+    let done = try tiedMixturePass(
+      x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precision: qs[0], scatter: scatter,
+      responsibilities: responsibilities, scores: scores, into: statistics, options: options)
+    if done { return }
+  }
   if case .matrices(let qs) = precisions, d > 0, d <= liftedMaxFeatures, scatter != .diagonal {
     try liftedMixturePass(
       x, sampleWeights: sampleWeights, logNorm: logNorm, means: means, precisions: qs,
@@ -212,23 +230,48 @@ func normalizeRows<T: KernelScalar>(
   sampleWeights: StridedVector<T>?, scores: StridedVector<T>?, responsibilities: StridedMatrix<T>?,
   into st: UnsafeMutablePointer<Double>
 ) {
-  for t in 0..<m {
-    let row = lp + t * k
-    var top = -Double.infinity
-    for j in 0..<k where row[j] > top { top = row[j] }
-    var sum = 0.0
-    for j in 0..<k { sum += expOrZero(row[j] - top) }
-    // With every component at −∞ (or a NaN), the row's likelihood is −∞ (or NaN).
-    let lse = top.isFinite ? top + log(sum) : top + sum
-    let i = idx[t]
-    let wi = Double(sampleWeights?[i] ?? 1)
-    st[0] += wi * lse
-    if let s = scores { s[i] = T(lse) }
-    for j in 0..<k {
-      let r = expOrZero(row[j] - lse)
-      responsibilities?[i, j] = T(r)
-      row[j] = wi * r
-      st[1 + j] += wi * r
+  withUnsafeTemporaryAllocation(of: Double.self, capacity: max(k, 1)) { exps in
+    for t in 0..<m {
+      let row = lp + t * k
+      var top = -Double.infinity
+      for j in 0..<k where row[j] > top { top = row[j] }
+      let i = idx[t]
+      let wi = Double(sampleWeights?[i] ?? 1)
+      if !top.isFinite {
+        // Every component at −∞ (or a NaN): the row's likelihood is −∞ (or NaN), and so are
+        // its responsibilities' logs.
+        var sum = 0.0
+        for j in 0..<k { sum += expOrZero(row[j] - top) }
+        let lse = top + sum
+        st[0] += wi * lse
+        if let s = scores { s[i] = T(lse) }
+        for j in 0..<k {
+          let r = expOrZero(row[j] - lse)
+          responsibilities?[i, j] = T(r)
+          row[j] = wi * r
+          st[1 + j] += wi * r
+        }
+        continue
+      }
+      // One exp per component, r_j = e^(l_j − top) / Σ e^(l − top); a responsibility below
+      // the normal range takes e^(l_j − lse) instead, which rounds once.
+      var sum = 0.0
+      for j in 0..<k {
+        let e = expOrZero(row[j] - top)
+        exps[j] = e
+        sum += e
+      }
+      let lse = top + log(sum)
+      st[0] += wi * lse
+      if let s = scores { s[i] = T(lse) }
+      let scale = 1 / sum
+      for j in 0..<k {
+        var r = exps[j] * scale
+        if r < 0x1p-1000 { r = expOrZero(row[j] - lse) }
+        responsibilities?[i, j] = T(r)
+        row[j] = wi * r
+        st[1 + j] += wi * r
+      }
     }
   }
 }

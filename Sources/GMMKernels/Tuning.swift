@@ -75,3 +75,7 @@ let liftedBlockRows = 128
 /// most one in `sparseStatisticsRatio` of the block's (row, component) responsibilities is
 /// significant (separated components), by an AXPY of u(z) per significant pair.
 let sparseStatisticsRatio = 4
+
+/// The fewest components for which a tied mixture takes the tied pass (TiedMixturePass.swift):
+/// from here its 1.5·d² multiply-adds per row in Double cost less than K quadratic forms.
+let tiedMinComponents = 4

@@ -2,10 +2,13 @@
 import XCTest
 import _GMKTestSupport
 
-// mixturePass has two internal paths: the lifted pass (full or shared precision matrices,
-// d ≤ liftedMaxFeatures, scatter other than .diagonal) and the per-component pass (the
-// rest: more features, diagonal or spherical precisions, diagonal scatter). Every test
-// below runs both.
+// mixturePass has four internal paths: the tied pass (one matrix K times, K ≥
+// tiedMinComponents, tied scatter or none, when its sums fit the limit), the lifted pass
+// (full or shared precision matrices, d ≤ liftedMaxFeatures, scatter other than .diagonal),
+// the diagonal pass (diagonal or spherical precisions with diagonal scatter or none) and the
+// per-component pass (the rest: more features, matrices with diagonal scatter, diagonal
+// precisions with full or tied scatter). Every test below runs all of them; the tied and
+// diagonal passes, which compute in Double, are held to the bounds of the path they replace.
 
 /// How the precisions of a test mixture are passed.
 enum PrecisionKind: CustomStringConvertible, CaseIterable {
@@ -68,9 +71,20 @@ struct MixtureCase {
     forceLifted || ((kind == .full || kind == .tied) && d <= liftedMaxFeatures && scatter != .diagonal)
   }
 
+  /// Whether mixturePass takes the tied pass for this case (when its sums fit the memory limit).
+  var takesTiedPass: Bool {
+    kind == .tied && k >= tiedMinComponents && (scatter == .tied || scatter == .none)
+  }
+
+  /// Whether mixturePass takes the diagonal pass for this case.
+  var takesDiagonalPass: Bool {
+    !takesLiftedPass && (kind == .diagonal || kind == .spherical) && (scatter == .diagonal || scatter == .none)
+  }
+
   var description: String {
     "n=\(n) d=\(d) K=\(k) \(kind) precisions \(precisionsLayout), scatter \(scatter), "
-      + (takesLiftedPass ? "lifted pass" : "per-component pass") + ", X \(xLayout), means \(meansLayout), "
+      + (takesTiedPass ? "tied pass" : takesLiftedPass ? "lifted pass" : takesDiagonalPass ? "diagonal pass" : "per-component pass")
+      + ", X \(xLayout), means \(meansLayout), "
       + (weights == nil ? "no weights" : "weights") + ", vectors \(vectorLayout), "
       + (wantResponsibilities ? "resp \(respLayout)" : "no resp") + (wantScores ? ", scores" : ", no scores")
   }
@@ -685,6 +699,14 @@ final class MixturePassTests: XCTestCase {
     }
     let wide = randomMixture(&rng, n: 10, d: liftedMaxFeatures + 1, k: 2, kind: .full, scatter: .full, offset: 1e3)
     checkMixture(T.self, wide, options: KernelOptions(threads: 2))
+    // Tied mixtures of enough components for the tied pass (and, under the small limit, the
+    // passes it falls back to).
+    for scatter in [MixtureScatter.tied, .none] {
+      let c = randomMixture(&rng, n: 400, d: 6, k: tiedMinComponents + 1, kind: .tied, scatter: scatter, weights: .someZeros, offset: 1e3)
+      XCTAssertTrue(c.takesTiedPass)
+      checkMixture(T.self, c)
+      checkMixture(T.self, c, options: KernelOptions(threads: 2, memoryLimit: smallMixtureLimit(k: c.k, d: 6, elementSize: MemoryLayout<T>.stride)))
+    }
   }
 
   func testEmptyAndDegenerateShapes() {

@@ -93,7 +93,11 @@ def output(out, shape, dtype, inputs, name="out"):
 def _check_disk_space(out, name):
     """A memmap `out` of a sparse file takes disk blocks as it is written: on a full disk the
     write would end the process with SIGBUS part way, so too little free space for the part
-    of the file not yet on disk is an OSError (ENOSPC) before any work."""
+    of the file not yet on disk is an OSError (ENOSPC) before any work.
+
+    Best effort: it counts the whole file's unallocated bytes (at most out's size), it sees
+    only ``np.memmap`` objects, and filesystems that compress or copy on write may need more
+    or less than it counts."""
     filename = getattr(out, "filename", None) if isinstance(out, np.memmap) else None
     if not filename or out.nbytes == 0:
         return

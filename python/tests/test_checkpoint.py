@@ -187,6 +187,14 @@ def test_a_checkpoint_of_other_data_or_parameters_is_an_error(tmp_path, monkeypa
         GaussianMixture(checkpoint=checkpoint, **PARAMS).fit(X, sample_weight=np.ones(len(X)))
     with pytest.raises(ValueError, match="estimator"):
         fit("BayesianGaussianMixture", X, checkpoint=checkpoint)
+    # A warm start begins from the model's parameters: another start than the checkpoint's.
+    warm = GaussianMixture(**PARAMS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warm.fit(X)
+    warm.set_params(checkpoint=checkpoint, warm_start=True)
+    with pytest.raises(ValueError, match="parameter start"):
+        warm.fit(X)
     assert checkpoint.exists()
     # Parameters that leave the result unchanged but for rounding (threads and memory_limit
     # change the order of summation) do not stop a resumption.

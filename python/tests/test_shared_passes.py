@@ -178,3 +178,24 @@ def test_select_n_components_fits_all_candidates_in_shared_passes(monkeypatch):
     assert_allclose(best.means_, alone[int(np.argmin(scores))].means_, rtol=1e-10)
     with pytest.raises(ValueError, match="checkpoint"):
         mixture.select_n_components(X, candidates, checkpoint="x.ckpt")
+
+
+def test_file_backed_dask_arrays_share_passes(tmp_path):
+    """from_memmap arrays, whose tasks read their own rows: the shared operands of every run
+    reach the block tasks (n_init and select_n_components)."""
+    pytest.importorskip("dask.array")
+    import gmmkernels.dask as gd
+
+    X = clusters(n=2000)
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    params = dict(n_components=3, n_init=3, max_iter=20, tol=1e-6, init_params="random_from_data", random_state=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_memory = GaussianMixture(**params).fit(X)
+        on_file = GaussianMixture(**params).fit(gd.from_memmap(str(path), chunks=500))
+        _, scores_file = mixture.select_n_components(gd.from_memmap(str(path), chunks=500), [1, 2, 3], random_state=0)
+        _, scores = mixture.select_n_components(X, [1, 2, 3], random_state=0)
+    assert on_file.n_iter_ == in_memory.n_iter_
+    assert_allclose(on_file.means_, in_memory.means_, rtol=1e-10)
+    assert_allclose(scores_file, scores, rtol=1e-10)

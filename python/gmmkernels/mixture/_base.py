@@ -216,7 +216,8 @@ class BaseMixture(DensityMixin, BaseEstimator):
         random_state = _check_random_state(self.random_state)
         checkpoint = None
         if self.checkpoint is not None and self.max_iter > 0:
-            checkpoint = Checkpoint(self.checkpoint, fit_key(self, passes, X, sample_weight))
+            start = None if do_init else (self._get_parameters(), self.lower_bound_)
+            checkpoint = Checkpoint(self.checkpoint, fit_key(self, passes, X, sample_weight, start))
         resumed = None if checkpoint is None else checkpoint.load()
         next_init, runs = 0, None
         if resumed is not None:

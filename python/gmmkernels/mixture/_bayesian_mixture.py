@@ -98,8 +98,10 @@ class BayesianGaussianMixture(BaseMixture):
         temporary file, fsync, rename). A fit that finds a checkpoint written by a fit of the
         same parameters on the same data (shape, dtype, a fingerprint of rows spread over X)
         resumes from it and ends with the result the uninterrupted fit would have had; one of
-        other data or parameters is an error naming what differs. Removed when the fit ends.
-        The file holds up to two sets of parameters (the current and the best fit's).
+        other data or parameters is an error naming what differs (``threads`` and
+        ``memory_limit`` may differ: they change the last bits of a result at most). Removed
+        when the fit ends. The file holds the parameters of the runs that share passes and of
+        the best run so far: for 'full', 2·K·d² floats each, written every iteration.
     learning_decay : float, default=0.6
         α of :meth:`partial_fit`'s step size ``(t + 2)^(−α)``; in (0.5, 1].
     total_samples : float, default=None

@@ -14,10 +14,13 @@ import os
 
 import numpy as np
 
-FORMAT = 1
+FORMAT = 2
 
 # Parameters that leave the result unchanged: a checkpoint written under other values applies.
-_NEUTRAL_PARAMETERS = frozenset(("checkpoint", "verbose", "verbose_interval", "threads", "memory_limit"))
+# threads and memory_limit may change the order of summation (so the last bits), not the fit;
+# learning_decay and total_samples are partial_fit's.
+_NEUTRAL_PARAMETERS = frozenset(("checkpoint", "verbose", "verbose_interval", "threads", "memory_limit",
+                                 "learning_decay", "total_samples"))
 
 _FINGERPRINT_ROWS = 64
 
@@ -72,8 +75,9 @@ def _digest(value):
     return h.hexdigest()[:32]
 
 
-def fit_key(estimator, passes, X, sample_weight):
-    """What a checkpoint must match: {"data": {...}, "parameters": {...}} of digests."""
+def fit_key(estimator, passes, X, sample_weight, start=None):
+    """What a checkpoint must match: {"data": {...}, "parameters": {...}} of digests.
+    ``start``: the parameters a warm start begins from (None: initialisations)."""
     n, d = X.shape
     rows = np.unique(np.linspace(0, n - 1, min(n, _FINGERPRINT_ROWS)).astype(np.int64))
     data = {"shape": repr((n, d)), "dtype": np.dtype(X.dtype).str, "rows": _digest(passes.rows(X, rows))}
@@ -82,7 +86,7 @@ def fit_key(estimator, passes, X, sample_weight):
     else:
         total = float(np.sum(passes.rows(sample_weight, slice(None))))
         data["sample_weight"] = _digest((passes.rows(sample_weight, rows), total))
-    parameters = {"estimator": type(estimator).__name__}
+    parameters = {"estimator": type(estimator).__name__, "start": _digest(start)}
     for name, value in estimator.get_params(deep=False).items():
         if name not in _NEUTRAL_PARAMETERS:
             parameters[name] = _digest(value)

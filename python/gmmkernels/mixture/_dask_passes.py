@@ -137,9 +137,12 @@ class DaskPasses:
         if len(requests) == 1:
             operands, scatter = requests[0]
             return [self.mixture_pass(X, operands, scatter, sample_weight)]
-        shared = [(tuple(_graph.shared_operand(np.asarray(o)) for o in operands), scatter)
-                  for operands, scatter in requests]
-        results = self._reduce("mixture_passes", X, sample_weight=sample_weight, requests=shared)
+        # Each operand as a keyword of its own: the graph builders take shared operands only
+        # at the top level of the keywords.
+        operands = {"operand_%d_%d" % (j, i): _graph.shared_operand(np.asarray(o))
+                    for j, (ops, _) in enumerate(requests) for i, o in enumerate(ops)}
+        shapes = tuple((len(ops), scatter) for ops, scatter in requests)
+        results = self._reduce("mixture_passes", X, sample_weight=sample_weight, requests=shapes, **operands)
         return [(float(r[0]), r[1], r[2], r[3]) for r in results]
 
     def row_outputs(self, X, operands, output, out=None):
@@ -324,8 +327,10 @@ def _named(row_names, row_blocks):
     return dict(zip(row_names, row_blocks))
 
 
-def _block_mixture_passes(x, *row_blocks, row_names, requests, threads, memory_limit):
+def _block_mixture_passes(x, *row_blocks, row_names, requests, threads, memory_limit, **operands):
     rows = _named(row_names, row_blocks)
+    requests = [(tuple(operands["operand_%d_%d" % (j, i)] for i in range(count)), scatter)
+                for j, (count, scatter) in enumerate(requests)]
     results = _in_memory(threads, memory_limit).mixture_passes(x, requests, rows.get("sample_weight"))
     return tuple(tuple(r) for r in results)
 

@@ -49,8 +49,10 @@ class GaussianMixture(BaseMixture):
         temporary file, fsync, rename). A fit that finds a checkpoint written by a fit of the
         same parameters on the same data (shape, dtype, a fingerprint of rows spread over X)
         resumes from it and ends with the result the uninterrupted fit would have had; one of
-        other data or parameters is an error naming what differs. Removed when the fit ends.
-        The file holds up to two sets of parameters (the current and the best fit's).
+        other data or parameters is an error naming what differs (``threads`` and
+        ``memory_limit`` may differ: they change the last bits of a result at most). Removed
+        when the fit ends. The file holds the parameters of the runs that share passes and of
+        the best run so far: for 'full', 2·K·d² floats each, written every iteration.
     learning_decay : float, default=0.6
         α of :meth:`partial_fit`'s step size ``(t + 2)^(−α)`` at its step t = 0, 1, …; in
         (0.5, 1]. Smaller values forget old batches faster.
@@ -126,8 +128,9 @@ class GaussianMixture(BaseMixture):
     def partial_fit(self, X, y=None, sample_weight=None):
         """One step of stepwise (online) EM on a batch of rows.
 
-        Stepwise EM (Cappé & Moulines, 2009): the model keeps the sufficient statistics of
-        the data seen so far, per unit weight. Each call is one E-step on the batch (one pass
+        Stepwise EM (Cappé & Moulines, 2009) on the sufficient statistics of the data seen so
+        far, per unit weight: those the current parameters stand for (N_k = weights_k and the
+        scatter N_k (Σ_k − reg_covar·I), so nothing is kept beside the parameters). Each call is one E-step on the batch (one pass
         over it), an update of those statistics with step size ``γ_t = (t + 2)^(−α)``
         (α = ``learning_decay``, t = ``n_steps_``), ``s ← (1 − γ_t) s + γ_t ŝ_batch``, and
         the M-step from them. The first call initialises the parameters from its batch as
@@ -188,7 +191,8 @@ class GaussianMixture(BaseMixture):
         new_weights = nk / np.sum(nk)
         new_chol = _compute_precision_cholesky(new_covariances, covariance_type, X.dtype == np.float32)
 
-        # Nothing can fail any more: the old parameters go before the new precisions are formed.
+        # The computations that can fail on the data are done: the old parameters go before
+        # the new precisions are formed (only a MemoryError could still stop the step).
         for name in ("covariances_", "precisions_cholesky_", "precisions_"):
             self.__dict__.pop(name, None)
         self._set_parameters((new_weights, new_means, new_covariances, new_chol))
@@ -349,22 +353,32 @@ def select_n_components(X, n_components_range, *, criterion="bic", sample_weight
     for model in models:
         model._check_params()
     passes = models[0]._passes(X)
-    prepared = [model._prepare(passes, X, sample_weight, check_finite=i == 0) for i, model in enumerate(models)]
-    X, sample_weight, total_weight, _ = prepared[0]
+    X, sample_weight, total_weight, initial = models[0]._prepare(passes, X, sample_weight)
+    # The other candidates take the validated X (no copy) and weights, without another check.
+    prepared = [initial] + [model._prepare(passes, X, sample_weight, check_finite=False)[3] for model in models[1:]]
+    penalty = math.log(total_weight) if criterion == "bic" else 2.0
     budget = models[0].memory_limit or _DEFAULT_MEMORY_LIMIT
     groups, used = [[]], 0
-    for model, (_, _, _, initial) in zip(models, prepared):
+    for i, model in enumerate(models):
         size = model._runs_per_pass(X.shape[1]) * model._statistics_bytes(X.shape[1])
         if groups[-1] and used + size > budget:
             groups.append([])
             used = 0
-        groups[-1].append((model, initial))
+        groups[-1].append(i)
         used += size
+    scores = np.empty(len(models))
+    best = None
     for group in groups:
         _run_side_by_side(passes, X, sample_weight,
-                          [model._em_runs(passes, X, sample_weight, total_weight, initial, alone=len(group) == 1)
-                           for model, initial in group])
-    results = passes.mixture_passes(X, [(model._operands(X.dtype), "none") for model in models], sample_weight)
-    penalty = math.log(total_weight) if criterion == "bic" else 2.0
-    scores = np.array([-2.0 * result[0] + model._n_parameters() * penalty for model, result in zip(models, results)])
-    return models[int(np.argmin(scores))], scores
+                          [models[i]._em_runs(passes, X, sample_weight, total_weight, prepared[i], alone=len(group) == 1)
+                           for i in group])
+        # The group scored in one more pass; only the best model so far is kept.
+        results = passes.mixture_passes(X, [(models[i]._operands(X.dtype), "none") for i in group], sample_weight)
+        for i, result in zip(group, results):
+            scores[i] = -2.0 * result[0] + models[i]._n_parameters() * penalty
+            if best is None or scores[i] < scores[best]:
+                best = i
+        for i in range(group[-1] + 1):
+            if i != best:
+                models[i] = None  # its K·d² arrays go
+    return models[best], scores
