@@ -37,19 +37,14 @@ func diagonalMixturePass<T: KernelScalar>(
   }
 
   // The reference point, the means' offsets from it, the 2d × K matrix and the constants.
-  let center = try Accumulator(count: d)
-  center.zero()
-  for j in 0..<k { for c in 0..<d { center.pointer[c] += Double(means[j, c]) } }
-  for c in 0..<d { center.pointer[c] /= Double(k) }
-  let delta = try Accumulator(count: k * d)
+  let (center, delta) = try meansAboutTheirMean(means)
   let weights = try Accumulator(count: d2 * k)
   let constant = try Accumulator(count: k)
   for j in 0..<k {
     var offset = 0.0
     for c in 0..<d {
-      let dj = Double(means[j, c]) - center.pointer[c]
+      let dj = delta.pointer[j * d + c]
       let lam = Double(p[j, c])
-      delta.pointer[j * d + c] = dj
       weights.pointer[c * k + j] = lam * dj
       weights.pointer[(d + c) * k + j] = -0.5 * lam
       offset += lam * dj * dj
@@ -86,14 +81,8 @@ func diagonalMixturePass<T: KernelScalar>(
     let z = blocks[w].pointer  // m × 2d: [x − c, (x − c)²]
     let lp = logp[w].pointer  // m × k
     for t in 0..<m {
-      let row = x.row(idx[t])
       let zt = z + t * d2
-      if row.stride == MemoryLayout<T>.stride && Int(bitPattern: row.base) % MemoryLayout<T>.alignment == 0 {
-        let src = row.base.assumingMemoryBound(to: T.self)
-        for c in 0..<d { zt[c] = Double(src[c]) - c0[c] }
-      } else {
-        for c in 0..<d { zt[c] = Double(row[c]) - c0[c] }
-      }
+      packCentred(x.row(idx[t]), into: zt, center: c0)
       for c in 0..<d { zt[d + c] = zt[c] * zt[c] }
     }
     Double._gemm(

@@ -207,6 +207,33 @@ package func checkMixtureArguments<T: KernelScalar>(
 /// N_k still take every responsibility.
 let negligibleWeight = 1e-60
 
+/// The mean of the K means (a point near every component, to centre the rows at) and the
+/// means' offsets from it (K × d), in Double: the diagonal and the tied pass work on
+/// z = x − c and δ_k = μ_k − c.
+func meansAboutTheirMean<T: KernelScalar>(_ means: StridedMatrix<T>) throws(KernelError) -> (center: Accumulator, offsets: Accumulator) {
+  let k = means.rows
+  let d = means.cols
+  let center = try Accumulator(count: d)
+  center.zero()
+  for j in 0..<k { for c in 0..<d { center.pointer[c] += Double(means[j, c]) } }
+  for c in 0..<d { center.pointer[c] /= Double(max(k, 1)) }
+  let offsets = try Accumulator(count: k * d)
+  for j in 0..<k { for c in 0..<d { offsets.pointer[j * d + c] = Double(means[j, c]) - center.pointer[c] } }
+  return (center, offsets)
+}
+
+/// `row − center` in Double into `dst` (contiguous aligned rows read directly).
+@inline(__always)
+func packCentred<T: KernelScalar>(_ row: StridedVector<T>, into dst: UnsafeMutablePointer<Double>, center: UnsafePointer<Double>) {
+  let d = row.count
+  if row.stride == MemoryLayout<T>.stride && Int(bitPattern: row.base) % MemoryLayout<T>.alignment == 0 {
+    let src = row.base.assumingMemoryBound(to: T.self)
+    for c in 0..<d { dst[c] = Double(src[c]) - center[c] }
+  } else {
+    for c in 0..<d { dst[c] = Double(row[c]) - center[c] }
+  }
+}
+
 /// Writes into `idx` the rows of `rows` that take part, all or those of non-zero sample
 /// weight, and returns their number.
 @inline(__always)

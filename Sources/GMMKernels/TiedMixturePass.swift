@@ -45,12 +45,7 @@ func tiedMixturePass<T: KernelScalar>(
   // the constants.
   let lambda = try Accumulator(count: d * d)
   for r in 0..<d { for c in 0..<d { lambda.pointer[r * d + c] = 0.5 * (Double(q[r, c]) + Double(q[c, r])) } }
-  let center = try Accumulator(count: d)
-  center.zero()
-  for j in 0..<k { for c in 0..<d { center.pointer[c] += Double(means[j, c]) } }
-  for c in 0..<d { center.pointer[c] /= Double(k) }
-  let delta = try Accumulator(count: k * d)
-  for j in 0..<k { for c in 0..<d { delta.pointer[j * d + c] = Double(means[j, c]) - center.pointer[c] } }
+  let (center, delta) = try meansAboutTheirMean(means)
   let pulled = try Accumulator(count: max(d * k, 1))  // (Λ δ_k) as the columns of d × K
   Double._gemm(
     transA: false, transB: true, m: d, n: k, k: d, alpha: 1, a: lambda.pointer, lda: d, b: delta.pointer, ldb: d,
@@ -95,16 +90,7 @@ func tiedMixturePass<T: KernelScalar>(
     let y = products[w].pointer  // m × d: (x − c) Λ
     let lp = logp[w].pointer  // m × k
     let q0 = quadratic[w].pointer
-    for t in 0..<m {
-      let row = x.row(idx[t])
-      let zt = z + t * d
-      if row.stride == MemoryLayout<T>.stride && Int(bitPattern: row.base) % MemoryLayout<T>.alignment == 0 {
-        let src = row.base.assumingMemoryBound(to: T.self)
-        for c in 0..<d { zt[c] = Double(src[c]) - c0[c] }
-      } else {
-        for c in 0..<d { zt[c] = Double(row[c]) - c0[c] }
-      }
-    }
+    for t in 0..<m { packCentred(x.row(idx[t]), into: z + t * d, center: c0) }
     Double._gemm(
       transA: false, transB: false, m: m, n: d, k: d, alpha: 1, a: z, lda: d, b: lambda.pointer, ldb: d,
       beta: 0, c: y, ldc: d)
