@@ -65,7 +65,7 @@ for sanitizer in "${sanitizers[@]}"; do
   [ "$sanitizer" = thread ] && [ "$suppressed" -gt 0 ] && line+=", $suppressed suppression(s) matched"
   summary+=("$line")
   echo "$line"
-  grep -E "^SUMMARY: (Address|Thread)Sanitizer" "$log" | sort | uniq -c | sed 's/^/   /' | head -n 20
+  grep -E "^SUMMARY: (Address|Thread)Sanitizer" "$log" | sort | uniq -c | awk 'NR <= 20 { print "   " $0 }'
   if [ "$status" -ne 0 ] || [ "$reports" -gt 0 ]; then
     overall=1
     echo "   (details in $log)"

@@ -21,14 +21,17 @@ trap 'rm -rf "$work"' EXIT
 
 # What to hide: the toolchain's usr/ folder, the folder of the OpenBLAS the library was linked
 # with, and the Fortran runtime's files.
+# The linker cache is read once: awk stopping at its first match would leave ldconfig writing
+# into a closed pipe (SIGPIPE, exit 141 under pipefail) when the cache is larger than a pipe.
+cache=$(ldconfig -p)
 hide_dirs=()
 if swift=$(command -v swift); then
   hide_dirs+=("$(dirname "$(dirname "$(readlink -f "$swift")")")")
 fi
-hide_dirs+=("$(dirname "$(readlink -f "$(ldconfig -p | awk '/libopenblas\.so\.0 .*x86-64/ {print $NF; exit}')")")")
+hide_dirs+=("$(dirname "$(readlink -f "$(awk '/libopenblas\.so\.0 .*x86-64/ {print $NF; exit}' <<<"$cache")")")")
 hide_files=()
 for lib in libgfortran.so.5 libquadmath.so.0; do
-  path=$(ldconfig -p | awk -v lib="$lib" '$1 == lib && /x86-64/ {print $NF; exit}')
+  path=$(awk -v lib="$lib" '$1 == lib && /x86-64/ {print $NF; exit}' <<<"$cache")
   [ -n "$path" ] && hide_files+=("$(readlink -f "$path")")
 done
 echo "wheel-test: hiding ${hide_dirs[*]} ${hide_files[*]}"
