@@ -55,6 +55,8 @@ func componentMixturePass<T: KernelScalar>(
   let perRowOutputs = responsibilities != nil || scores != nil
   let b = plan.blockRows
   var stats: [Accumulator] = []
+  // sumOfWorkers returns a pointer into these buffers: keep them to the end.
+  defer { withExtendedLifetime(stats) {} }
   var centred: [Workspace<T>] = []
   var scratch: [QuadraticForms<T>.Scratch] = []
   var lambdas: [Workspace<T>] = []

@@ -53,33 +53,20 @@ func diagonalMixturePass<T: KernelScalar>(
   }
 
   let perRowOutputs = responsibilities != nil || scores != nil
-  let b = plan.blockRows
-  var stats: [Accumulator] = []
-  var sums: [Accumulator] = []
-  var blocks: [Accumulator] = []
-  var logp: [Accumulator] = []
-  var active: [UnsafeMutablePointer<Int>] = []
-  defer { for a in active { a.deallocate() } }
-  for _ in 0..<plan.workers {
-    let s = try Accumulator(count: statsCount)
-    s.zero()
-    stats.append(s)
-    let m = try Accumulator(count: max(k * d2, 1))
-    m.zero()
-    sums.append(m)
-    blocks.append(try Accumulator(count: b * d2))
-    logp.append(try Accumulator(count: b * k))
-    active.append(UnsafeMutablePointer<Int>.allocate(capacity: b))
-  }
+  // Buffers: Σ r [z, z²] (K × 2d), the block [z, z²] (rows × 2d).
+  let workers = try MixtureWorker.all(plan, statistics: statsCount, components: k, buffers: [k * d2, plan.blockRows * d2])
+  // sumOfWorkers returns a pointer into the workers' buffers: keep them to the end.
+  defer { withExtendedLifetime(workers) {} }
   let c0 = UnsafePointer(center.pointer)
   let w2 = UnsafePointer(weights.pointer)
 
   try plan.run(rows: n, options: options, reproducible: true) { w, rows in
-    let idx = active[w]
+    let worker = workers[w]
+    let idx = worker.active
     let m = activeRows(rows, sampleWeights, all: perRowOutputs, into: idx)
     if m == 0 { return }
-    let z = blocks[w].pointer  // m × 2d: [x − c, (x − c)²]
-    let lp = logp[w].pointer  // m × k
+    let z = worker.buffers[1].pointer  // m × 2d: [x − c, (x − c)²]
+    let lp = worker.logp.pointer  // m × k
     for t in 0..<m {
       let zt = z + t * d2
       packCentred(x.row(idx[t]), into: zt, center: c0)
@@ -91,7 +78,7 @@ func diagonalMixturePass<T: KernelScalar>(
     for t in 0..<m {
       for j in 0..<k { lp[t * k + j] += constant.pointer[j] }
     }
-    let st = stats[w].pointer
+    let st = worker.stats.pointer
     normalizeRows(
       lp, rows: m, components: k, indices: idx, sampleWeights: sampleWeights, scores: scores,
       responsibilities: responsibilities, into: st)
@@ -99,13 +86,13 @@ func diagonalMixturePass<T: KernelScalar>(
     // Σ_i w_i r_ik [z_i, z_i²] for every k: (K × m) · (m × 2d).
     Double._gemm(
       transA: true, transB: false, m: k, n: d2, k: m, alpha: 1, a: lp, lda: k, b: z, ldb: d2,
-      beta: 1, c: sums[w].pointer, ldc: d2)
+      beta: 1, c: worker.buffers[0].pointer, ldc: d2)
   }
 
-  let st = sumOfWorkers(stats, count: statsCount)
+  let st = sumOfWorkers(workers.map(\.stats), count: statsCount)
   statistics.update(from: st, count: statsCount)
   if scatter == .none { return }
-  let moment = sumOfWorkers(sums, count: k * d2)
+  let moment = sumOfWorkers(workers.map { $0.buffers[0] }, count: k * d2)
   let first = statistics + 1 + k
   let second = first + k * d
   for j in 0..<k {

@@ -36,16 +36,7 @@ func liftedMixturePass<T: KernelScalar>(
   let plan = try RowBlockPlan(rows: max(n, 1), needs: needs, options: options)
 
   // Reference point m and the δ_k.
-  let ref = try Accumulator(count: d)
-  let delta = try Accumulator(count: k * d)
-  for c in 0..<d {
-    var s = 0.0
-    for j in 0..<k { s += Double(means[j, c]) }
-    ref.pointer[c] = s / Double(k)
-  }
-  for j in 0..<k {
-    for c in 0..<d { delta.pointer[j * d + c] = Double(means[j, c]) - ref.pointer[c] }
-  }
+  let (ref, delta) = try meansAboutTheirMean(means)
   // ℓ (lifted × K), B = −2 Λ_k δ_k (d × K), const_k = log_norm_k − ½ δ_kᵀ Λ_k δ_k.
   let ell = try Accumulator(count: lifted * k)
   let linear = try Accumulator(count: d * k)
@@ -72,35 +63,24 @@ func liftedMixturePass<T: KernelScalar>(
   }
 
   let perRowOutputs = responsibilities != nil || scores != nil
+  // Buffers: the block z (rows × d) and u(z) (rows × lifted).
   let b = plan.blockRows
-  var stats: [Accumulator] = []
-  var zs: [Accumulator] = []
-  var us: [Accumulator] = []
-  var logp: [Accumulator] = []
-  var active: [UnsafeMutablePointer<Int>] = []
-  defer { for a in active { a.deallocate() } }
-  for _ in 0..<plan.workers {
-    let s = try Accumulator(count: statsCount)
-    s.zero()
-    stats.append(s)
-    zs.append(try Accumulator(count: b * d))
-    us.append(try Accumulator(count: b * lifted))
-    logp.append(try Accumulator(count: b * k))
-    active.append(UnsafeMutablePointer<Int>.allocate(capacity: b))
-  }
+  let workers = try MixtureWorker.all(plan, statistics: statsCount, components: k, buffers: [b * d, b * lifted])
+  // sumOfWorkers returns a pointer into the workers' buffers: keep them to the end.
+  defer { withExtendedLifetime(workers) {} }
   let refp = UnsafePointer(ref.pointer)
 
   try plan.run(rows: n, options: options, reproducible: true) { w, rows in
-    let idx = active[w]
+    let worker = workers[w]
+    let idx = worker.active
     let m = activeRows(rows, sampleWeights, all: perRowOutputs, into: idx)
     if m == 0 { return }
-    let z = zs[w].pointer
-    let u = us[w].pointer
-    let lp = logp[w].pointer
+    let z = worker.buffers[0].pointer
+    let u = worker.buffers[1].pointer
+    let lp = worker.logp.pointer
     for t in 0..<m {
-      let xi = x.row(idx[t])
       let zt = z + t * d
-      for c in 0..<d { zt[c] = Double(xi[c]) - refp[c] }
+      packCentred(x.row(idx[t]), into: zt, center: refp)
       var ut = u + t * lifted
       for a in 0..<d {
         let za = zt[a]
@@ -121,7 +101,7 @@ func liftedMixturePass<T: KernelScalar>(
       let row = lp + t * k
       for j in 0..<k { row[j] = constant.pointer[j] - 0.5 * row[j] }
     }
-    let st = stats[w].pointer
+    let st = worker.stats.pointer
     normalizeRows(
       lp, rows: m, components: k, indices: idx, sampleWeights: sampleWeights, scores: scores,
       responsibilities: responsibilities, into: st)
@@ -147,7 +127,7 @@ func liftedMixturePass<T: KernelScalar>(
     }
   }
 
-  let sum = sumOfWorkers(stats, count: statsCount)
+  let sum = sumOfWorkers(workers.map(\.stats), count: statsCount)
   // [log-likelihood, N] as summed; S1 and S2 re-centred at the means.
   statistics.update(from: sum, count: 1 + k)
   let firstOut = statistics + 1 + k

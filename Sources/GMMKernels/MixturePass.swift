@@ -234,6 +234,40 @@ func packCentred<T: KernelScalar>(_ row: StridedVector<T>, into dst: UnsafeMutab
   }
 }
 
+/// One worker's buffers in a pass that works in Double: its statistics, a block's
+/// log-densities (rows × K) and active row indices, and further buffers of the given sizes;
+/// all start at zero.
+final class MixtureWorker {
+  let stats: Accumulator
+  let logp: Accumulator
+  let active: UnsafeMutablePointer<Int>
+  let buffers: [Accumulator]
+
+  init(statistics: Int, blockRows b: Int, components k: Int, buffers sizes: [Int]) throws(KernelError) {
+    stats = try Accumulator(count: statistics)
+    logp = try Accumulator(count: b * k)
+    var made: [Accumulator] = []
+    for size in sizes { made.append(try Accumulator(count: max(size, 1))) }
+    buffers = made
+    stats.zero()
+    for a in made { a.zero() }
+    active = UnsafeMutablePointer<Int>.allocate(capacity: max(b, 1))
+  }
+
+  deinit { active.deallocate() }
+
+  /// The buffers of every worker of `plan`.
+  static func all(
+    _ plan: RowBlockPlan, statistics: Int, components k: Int, buffers sizes: [Int]
+  ) throws(KernelError) -> [MixtureWorker] {
+    var workers: [MixtureWorker] = []
+    for _ in 0..<plan.workers {
+      workers.append(try MixtureWorker(statistics: statistics, blockRows: plan.blockRows, components: k, buffers: sizes))
+    }
+    return workers
+  }
+}
+
 /// Writes into `idx` the rows of `rows` that take part, all or those of non-zero sample
 /// weight, and returns their number.
 @inline(__always)
@@ -308,7 +342,8 @@ func normalizeRows<T: KernelScalar>(
 @inline(__always)
 func expOrZero(_ x: Double) -> Double { x < -746 ? 0 : exp(x) }
 
-/// Adds every worker's statistics into the first worker's and returns them.
+/// Adds every worker's statistics into the first worker's and returns them: a pointer into
+/// `stats[0]`, valid while the caller keeps that buffer alive (`withExtendedLifetime`).
 func sumOfWorkers(_ stats: [Accumulator], count: Int) -> UnsafeMutablePointer<Double> {
   let total = stats[0].pointer
   for other in stats.dropFirst() {

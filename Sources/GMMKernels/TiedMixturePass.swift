@@ -58,38 +58,22 @@ func tiedMixturePass<T: KernelScalar>(
   }
 
   let perRowOutputs = responsibilities != nil || scores != nil
+  // Buffers: S_k (K × d), the block z (rows × d), z Λ (rows × d), zᵀΛz (rows).
   let b = plan.blockRows
-  var stats: [Accumulator] = []
-  var sums: [Accumulator] = []
-  var centred: [Accumulator] = []
-  var products: [Accumulator] = []
-  var logp: [Accumulator] = []
-  var quadratic: [Accumulator] = []
-  var active: [UnsafeMutablePointer<Int>] = []
-  defer { for a in active { a.deallocate() } }
-  for _ in 0..<plan.workers {
-    let s = try Accumulator(count: statsCount)
-    s.zero()
-    stats.append(s)
-    let m = try Accumulator(count: max(k * d, 1))
-    m.zero()
-    sums.append(m)
-    centred.append(try Accumulator(count: b * d))
-    products.append(try Accumulator(count: b * d))
-    logp.append(try Accumulator(count: b * k))
-    quadratic.append(try Accumulator(count: b))
-    active.append(UnsafeMutablePointer<Int>.allocate(capacity: b))
-  }
+  let workers = try MixtureWorker.all(plan, statistics: statsCount, components: k, buffers: [k * d, b * d, b * d, b])
+  // sumOfWorkers returns a pointer into the workers' buffers: keep them to the end.
+  defer { withExtendedLifetime(workers) {} }
   let c0 = UnsafePointer(center.pointer)
 
   try plan.run(rows: n, options: options, reproducible: true) { w, rows in
-    let idx = active[w]
+    let worker = workers[w]
+    let idx = worker.active
     let m = activeRows(rows, sampleWeights, all: perRowOutputs, into: idx)
     if m == 0 { return }
-    let z = centred[w].pointer  // m × d: x − c
-    let y = products[w].pointer  // m × d: (x − c) Λ
-    let lp = logp[w].pointer  // m × k
-    let q0 = quadratic[w].pointer
+    let z = worker.buffers[1].pointer  // m × d: x − c
+    let y = worker.buffers[2].pointer  // m × d: (x − c) Λ
+    let lp = worker.logp.pointer  // m × k
+    let q0 = worker.buffers[3].pointer
     for t in 0..<m { packCentred(x.row(idx[t]), into: z + t * d, center: c0) }
     Double._gemm(
       transA: false, transB: false, m: m, n: d, k: d, alpha: 1, a: z, lda: d, b: lambda.pointer, ldb: d,
@@ -105,7 +89,7 @@ func tiedMixturePass<T: KernelScalar>(
     for t in 0..<m {
       for j in 0..<k { lp[t * k + j] += constant.pointer[j] - 0.5 * q0[t] }
     }
-    let st = stats[w].pointer
+    let st = worker.stats.pointer
     normalizeRows(
       lp, rows: m, components: k, indices: idx, sampleWeights: sampleWeights, scores: scores,
       responsibilities: responsibilities, into: st)
@@ -113,7 +97,7 @@ func tiedMixturePass<T: KernelScalar>(
     // S_k = Σ_i w_i r_ik z_i: (K × m) · (m × d).
     Double._gemm(
       transA: true, transB: false, m: k, n: d, k: m, alpha: 1, a: lp, lda: k, b: z, ldb: d,
-      beta: 1, c: sums[w].pointer, ldc: d)
+      beta: 1, c: worker.buffers[0].pointer, ldc: d)
     // Σ_i w_i z_i z_iᵀ, lower triangle: the rows scaled by √w_i.
     if let sampleWeights {
       for t in 0..<m {
@@ -125,10 +109,10 @@ func tiedMixturePass<T: KernelScalar>(
       trans: true, n: d, k: m, alpha: 1, a: z, lda: d, beta: 1, c: st + 1 + k + k * d, ldc: d)
   }
 
-  let st = sumOfWorkers(stats, count: statsCount)
+  let st = sumOfWorkers(workers.map(\.stats), count: statsCount)
   statistics.update(from: st, count: statsCount)
   if scatter == .none { return true }
-  let firstMoments = sumOfWorkers(sums, count: k * d)
+  let firstMoments = sumOfWorkers(workers.map { $0.buffers[0] }, count: k * d)
   let first = statistics + 1 + k
   let second = first + k * d
   for j in 0..<k {
