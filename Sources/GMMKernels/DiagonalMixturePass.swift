@@ -55,8 +55,8 @@ func diagonalMixturePass<T: KernelScalar>(
   let perRowOutputs = responsibilities != nil || scores != nil
   // Buffers: Σ r [z, z²] (K × 2d), the block [z, z²] (rows × 2d).
   let workers = try MixtureWorker.all(plan, statistics: statsCount, components: k, buffers: [k * d2, plan.blockRows * d2])
-  // sumOfWorkers returns a pointer into the workers' buffers: keep them to the end.
-  defer { withExtendedLifetime(workers) {} }
+  // Raw pointers outlive these buffers' last uses (sumOfWorkers's sums, `c0`, `w2`): keep them to the end.
+  defer { withExtendedLifetime((workers, center, weights)) {} }
   let c0 = UnsafePointer(center.pointer)
   let w2 = UnsafePointer(weights.pointer)
 

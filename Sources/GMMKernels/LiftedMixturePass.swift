@@ -66,8 +66,8 @@ func liftedMixturePass<T: KernelScalar>(
   // Buffers: the block z (rows × d) and u(z) (rows × lifted).
   let b = plan.blockRows
   let workers = try MixtureWorker.all(plan, statistics: statsCount, components: k, buffers: [b * d, b * lifted])
-  // sumOfWorkers returns a pointer into the workers' buffers: keep them to the end.
-  defer { withExtendedLifetime(workers) {} }
+  // Raw pointers outlive these buffers' last uses (sumOfWorkers's sums, `refp`): keep them to the end.
+  defer { withExtendedLifetime((workers, ref)) {} }
   let refp = UnsafePointer(ref.pointer)
 
   try plan.run(rows: n, options: options, reproducible: true) { w, rows in

@@ -61,8 +61,8 @@ func tiedMixturePass<T: KernelScalar>(
   // Buffers: S_k (K × d), the block z (rows × d), z Λ (rows × d), zᵀΛz (rows).
   let b = plan.blockRows
   let workers = try MixtureWorker.all(plan, statistics: statsCount, components: k, buffers: [k * d, b * d, b * d, b])
-  // sumOfWorkers returns a pointer into the workers' buffers: keep them to the end.
-  defer { withExtendedLifetime(workers) {} }
+  // Raw pointers outlive these buffers' last uses (sumOfWorkers's sums, `c0`): keep them to the end.
+  defer { withExtendedLifetime((workers, center)) {} }
   let c0 = UnsafePointer(center.pointer)
 
   try plan.run(rows: n, options: options, reproducible: true) { w, rows in
